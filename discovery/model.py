@@ -1,0 +1,151 @@
+"""The registry model: networks, the records on them, and which client addresses are containers.
+
+A ``Snapshot`` is immutable and built whole from the parts every source contributes; the daemon
+swaps the current snapshot in one assignment, so a reader (the query path) never sees half an
+update, and every memoized answer is tied to the snapshot it came from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# The scope Docker gives networks that span a Swarm; its resolver tries those first.
+SCOPE_SWARM = "swarm"
+SCOPE_LOCAL = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """A network whose members can resolve each other's names."""
+
+    name: str
+    id: str = ""
+    driver: str = "bridge"
+    scope: str = SCOPE_LOCAL
+    subnets: tuple[IPNetwork, ...] = ()
+    internal: bool = False
+    # Docker's default "bridge" network: Docker gives its members no names at all.
+    default_bridge: bool = False
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One holder of addresses: a container's endpoint on a network, a service VIP, a hosts line.
+
+    ``network`` is None for records every client may see (hosts files).
+    """
+
+    names: tuple[str, ...]  # lower case, no trailing dot
+    ipv4: tuple[str, ...] = ()
+    ipv6: tuple[str, ...] = ()
+    network: str | None = None
+    ptr: str | None = None  # the name a PTR question for these addresses answers (case kept)
+    srv: tuple[tuple[str, int], ...] = ()  # (protocol, port) pairs, e.g. ("tcp", 80)
+    srv_target: str | None = None  # the name SRV answers point at
+    origin: str = ""  # where this came from, for `dockdns check` and logs
+    source: str = ""  # which kind of source made it: "hosts", "docker", "swarm"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """An address that belongs to a container: queries from it see only its networks."""
+
+    address: str
+    networks: tuple[str, ...]
+    container: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePart:
+    """Everything one source knows at one moment."""
+
+    networks: tuple[Network, ...] = ()
+    records: tuple[Record, ...] = ()
+    clients: tuple[Client, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NameSet:
+    """The records one name has on one network (or globally), ready for answering."""
+
+    records: tuple[Record, ...]
+    ipv4: tuple[str, ...]
+    ipv6: tuple[str, ...]
+
+
+def _name_sets(records: Iterable[Record]) -> dict[str, NameSet]:
+    grouped: dict[str, list[Record]] = {}
+    for record in records:
+        for name in dict.fromkeys(record.names):
+            grouped.setdefault(name, []).append(record)
+    return {
+        name: NameSet(
+            records=tuple(group),
+            ipv4=tuple(dict.fromkeys(a for r in group for a in r.ipv4)),
+            ipv6=tuple(dict.fromkeys(a for r in group for a in r.ipv6)),
+        )
+        for name, group in grouped.items()
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole registry at one moment, with the indexes the answer logic reads."""
+
+    generation: int
+    networks: Mapping[str, Network]
+    records: tuple[Record, ...]
+    clients: Mapping[str, Client]
+    by_network: Mapping[str, Mapping[str, NameSet]] = field(default_factory=dict)
+    global_names: Mapping[str, NameSet] = field(default_factory=dict)
+    ptr: Mapping[str, tuple[tuple[str | None, str], ...]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, generation: int, parts: Iterable[SourcePart]) -> Snapshot:
+        networks: dict[str, Network] = {}
+        records: list[Record] = []
+        clients: dict[str, Client] = {}
+        for part in parts:
+            for network in part.networks:
+                networks.setdefault(network.name, network)
+            records.extend(part.records)
+            for client in part.clients:
+                known = clients.get(client.address)
+                if known is None:
+                    clients[client.address] = client
+                else:  # the same address seen by two sources: it sees both sets of networks
+                    merged = tuple(dict.fromkeys(known.networks + client.networks))
+                    clients[client.address] = Client(client.address, merged, known.container)
+        per_network: dict[str | None, list[Record]] = {}
+        ptr: dict[str, list[tuple[str | None, str]]] = {}
+        for record in records:
+            per_network.setdefault(record.network, []).append(record)
+            if record.ptr:
+                for address in record.ipv4 + record.ipv6:
+                    entries = ptr.setdefault(address, [])
+                    if (record.network, record.ptr) not in entries:
+                        entries.append((record.network, record.ptr))
+        global_records = per_network.pop(None, [])
+        return cls(
+            generation=generation,
+            networks=networks,
+            records=tuple(records),
+            clients=clients,
+            by_network={
+                name: _name_sets(group) for name, group in per_network.items() if name is not None
+            },
+            global_names=_name_sets(global_records),
+            ptr={address: tuple(entries) for address, entries in ptr.items()},
+        )
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        return cls.build(0, ())
+
+    def name_count(self) -> int:
+        return len(self.global_names) + sum(len(names) for names in self.by_network.values())

@@ -1,0 +1,1 @@
+"""dockdns: the DNS side (wire format, answers, forwarding, listeners, daemon, CLI)."""

@@ -1,0 +1,273 @@
+"""One configuration, validated once at start, from four layers: defaults < TOML file <
+environment (``DOCKDNS_<KEY>``) < command-line flags.
+
+Every setting is declared once in ``SETTINGS``; the flags, the environment names and the TOML keys
+all come from that table. A bad value anywhere raises ``ConfigError`` naming the setting, which the
+CLI prints as one line before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "DOCKDNS_"
+
+
+class ConfigError(Exception):
+    """A setting has a value dockdns cannot use."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"invalid setting '{setting}': {problem}")
+        self.setting = setting
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_hostport(text: str, default_port: int | None) -> HostPort:
+    """``1.2.3.4``, ``1.2.3.4:53``, ``[::1]:5353``, ``::1`` -> HostPort; hosts must be IPs."""
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError(f"{text!r}: missing ']'")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"{text!r}: port must be 1-65535")
+        port = int(port_text)
+    elif default_port is None:
+        raise ValueError(f"{text!r}: a port is required (ADDR:PORT)")
+    else:
+        port = default_port
+    return HostPort(str(address), port)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: tuple[HostPort, ...] = (HostPort("127.0.0.11", 53),)
+    hosts_files: tuple[str, ...] = ()
+    upstreams: tuple[HostPort, ...] = ()
+    docker: bool = True
+    docker_hosts: tuple[str, ...] = ()
+    ttl: int = 600
+    domain: str | None = None
+    metrics_listen: HostPort = HostPort("127.0.0.1", 9153)
+    log_level: str = "info"
+    # Where each value came from, for `dockdns check` and error messages; not a setting.
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+
+# --- the settings table ------------------------------------------------------------------------
+
+Parser = Callable[[Any], Any]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int_in(low: int, high: int) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected a whole number")
+        if isinstance(value, str):
+            if not value.strip().lstrip("-").isdigit():
+                raise ValueError(f"{value!r} is not a whole number")
+            value = int(value)
+        if not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {type(value).__name__}")
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}..{high}")
+        return value
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    raise ValueError(f"{value!r} is not a boolean (true/false)")
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        text = _text(value).lower()
+        if text not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return text
+    return parse
+
+
+def _hostport(default_port: int | None) -> Parser:
+    return lambda value: parse_hostport(_text(value), default_port)
+
+
+def _domain(value: Any) -> str | None:
+    text = _text(value).strip().strip(".").lower()
+    if not text:
+        return None
+    if any(not label or len(label) > 63 for label in text.split(".")):
+        raise ValueError(f"{value!r} is not a domain name")
+    return text
+
+
+def _docker_url(value: Any) -> str:
+    text = _text(value).strip()
+    if not text.startswith(("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")):
+        raise ValueError(f"{text!r} is not a Docker URL (unix:///path or tcp://host:port)")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    key: str  # the Config field, the TOML key, and DOCKDNS_<KEY>
+    parse: Parser  # one value (one element, for lists)
+    help: str
+    flag: str = ""  # defaults to --key-with-dashes
+    many: bool = False  # a list: repeatable flag, TOML array, comma-separated environment value
+    metavar: str | None = None
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.key.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("listen", _hostport(53), "address to serve DNS on, UDP and TCP (repeatable)",
+            many=True, metavar="ADDR:PORT"),
+    Setting("hosts_files", _text, "hosts file to serve, re-read when it changes (repeatable)",
+            flag="--hosts-file", many=True, metavar="PATH"),
+    Setting("upstreams", _hostport(53), "upstream DNS server (repeatable)", flag="--upstream",
+            many=True, metavar="ADDR[:PORT]"),
+    Setting("docker", _bool, "watch the Docker engine for container names"),
+    Setting("docker_hosts", _docker_url, "Docker engine URL (repeatable; default DOCKER_HOST "
+            "or unix:///var/run/docker.sock)", flag="--docker-host", many=True, metavar="URL"),
+    Setting("ttl", _int_in(0, 2**31 - 1), "TTL of answers from the registry", metavar="SECONDS"),
+    Setting("domain", _domain, "also answer NAME.SUFFIX and NAME.NETWORK.SUFFIX",
+            metavar="SUFFIX"),
+    Setting("metrics_listen", _hostport(None), "where Prometheus metrics are served",
+            metavar="ADDR:PORT"),
+    Setting("log_level", _choice("debug", "info", "warning", "error"), "log verbosity"),
+)
+
+SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+def _parse_setting(setting: Setting, value: Any, origin: str) -> Any:
+    try:
+        if setting.many:
+            if isinstance(value, str) and origin.startswith("environment"):
+                value = [part for part in value.split(",") if part.strip()]
+            if not isinstance(value, list | tuple):
+                raise ValueError(f"expected a list, got {type(value).__name__}")
+            return tuple(setting.parse(item) for item in value)
+        return setting.parse(value)
+    except ValueError as err:
+        raise ConfigError(setting.key, f"{err} (from {origin})") from None
+
+
+def load_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as err:
+        raise ConfigError("config", f"cannot read {path}: {err.strerror or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("config", f"{path} is not valid TOML: {err}") from None
+    for key in data:
+        if key not in SETTINGS_BY_KEY:
+            raise ConfigError(key, f"unknown key in {path}")
+    return data
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key not in SETTINGS_BY_KEY:
+            raise ConfigError(key, f"unknown environment variable {name}")
+        values[key] = value
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; defaults are None so that only flags actually given override."""
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="TOML file with settings named like the flags (env DOCKDNS_CONFIG)")
+    for setting in SETTINGS:
+        if setting.parse is _bool:
+            parser.add_argument(setting.option, dest=setting.key, default=None,
+                                action=argparse.BooleanOptionalAction, help=setting.help)
+        else:
+            parser.add_argument(setting.option, dest=setting.key, default=None,
+                                action="append" if setting.many else "store",
+                                metavar=setting.metavar, help=setting.help)
+
+
+def build(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """Merge the layers (defaults < file < environment < flags) and validate every value."""
+    environ = os.environ if environ is None else environ
+    config_path = flags.get("config") or environ.get(ENV_PREFIX + "CONFIG")
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if config_path:
+        layers.append((f"config file {config_path}", load_file(config_path)))
+    layers.append(("environment", from_environment(environ)))
+    layers.append(("command line", {k: v for k, v in flags.items()
+                                     if k in SETTINGS_BY_KEY and v is not None}))
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for origin, layer in layers:
+        for key, raw in layer.items():
+            values[key] = _parse_setting(SETTINGS_BY_KEY[key], raw, origin)
+            origins[key] = origin
+    config = replace(Config(), **values, origins=origins)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Checks that span settings; single values were checked as they were parsed."""
+    if not config.listen:
+        raise ConfigError("listen", "at least one address is needed")
+    if len(set(config.listen)) != len(config.listen):
+        raise ConfigError("listen", "an address is given twice")
+    for path in config.hosts_files:
+        if Path(path).is_dir():
+            raise ConfigError("hosts_files", f"{path} is a directory")
+
+
+def setting_keys() -> list[str]:
+    return [f.name for f in fields(Config) if f.name != "origins"]
