@@ -1,0 +1,15 @@
+# `make test` is the whole suite: install what it needs, lint, type-check, run every test.
+.PHONY: test setup lint bench run
+
+setup:
+	bash tests/setup.sh
+
+lint:
+	python3 -m ruff check resolver discovery tests benchmarks
+	python3 -m mypy
+
+test: setup lint
+	python3 -m pytest
+
+run:
+	python3 -m pip install -q . && dockdns serve

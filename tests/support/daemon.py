@@ -1,0 +1,85 @@
+"""Run the real ``dockdns serve`` as a subprocess on a free loopback port, for socket tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.net import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RunningDaemon:
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+
+def _wait_listening(host: str, port: int, process: subprocess.Popen[bytes], log: Path,
+                    timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dockdns exited with {process.returncode}:\n{log.read_text()}")
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"dockdns did not start listening on {port}:\n{log.read_text()}")
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "resolver", *args]
+
+
+@contextlib.contextmanager
+def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
+            docker: bool = False, start_timeout: float = 20.0,
+            env: dict[str, str] | None = None) -> Iterator[RunningDaemon]:
+    """Start ``dockdns serve`` with ``args`` (plus --listen and, unless docker, --no-docker).
+
+    Every test that can reach the forwarder must pass ``--upstream`` on loopback itself.
+    """
+    port = port or free_port(host)
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    argv = command("serve", "--listen", listen, "--log-level", "debug", *args)
+    if not docker:
+        argv.append("--no-docker")
+    with tempfile.NamedTemporaryFile("wb", prefix="dockdns-", suffix=".log",
+                                     delete=False) as log_file:
+        log_path = Path(log_file.name)
+        process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO,
+                                   env={**os.environ, **(env or {})})
+    try:
+        _wait_listening(host, port, process, log_path, start_timeout)
+        yield RunningDaemon(process, host, port, log_path)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with contextlib.suppress(OSError):
+            log_path.unlink()
