@@ -20,6 +20,7 @@ from discovery.hosts import HostsSource
 from discovery.registry import Registry
 from resolver.config import Config, HostPort
 from resolver.handler import AnswerSettings, QueryHandler
+from resolver.sockets import bind_tcp, bind_udp
 from resolver.tcp import TCPServerState
 from resolver.udp import UDPListener
 
@@ -93,15 +94,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for address in self.config.listen:
             try:
-                transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: UDPListener(self.handler), local_addr=(address.host, address.port))
-                self.udp_transports.append(transport)
-                self.udp_listeners.append(protocol)
-                server = await loop.create_server(
-                    self.tcp_state.protocol, address.host, address.port, reuse_address=True)
-                self.tcp_servers.append(server)
+                udp_socket = bind_udp(address)
+                tcp_socket = bind_tcp(address)
             except OSError as err:
                 raise StartupError(_bind_problem(address, err)) from None
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: UDPListener(self.handler), sock=udp_socket)
+            self.udp_transports.append(transport)
+            self.udp_listeners.append(protocol)
+            server = await loop.create_server(self.tcp_state.protocol, sock=tcp_socket)
+            self.tcp_servers.append(server)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
