@@ -35,7 +35,7 @@ class StartupError(Exception):
 
 
 def answer_settings(config: Config) -> AnswerSettings:
-    return AnswerSettings(ttl=config.ttl, domain=config.domain)
+    return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow)
 
 
 def _bind_problem(address: HostPort, err: OSError) -> str:
@@ -60,7 +60,7 @@ class Daemon:
         self.udp_transports: list[asyncio.DatagramTransport] = []
         self.udp_listeners: list[UDPListener] = []
         self.tcp_servers: list[asyncio.Server] = []
-        self.tcp_state = TCPServerState(self.handler)
+        self.tcp_state = TCPServerState(self.handler, config.tcp_idle_timeout, config.tcp_max)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
         self._signals = 0
