@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import pwd
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -75,8 +76,13 @@ class Config:
     docker_hosts: tuple[str, ...] = ()
     ttl: int = 600
     domain: str | None = None
+    metrics: bool = True
     metrics_listen: HostPort = HostPort("127.0.0.1", 9153)
     log_level: str = "info"
+    log_format: str = "text"
+    log_queries: bool = False
+    user: str | None = None
+    as_container: str | None = None
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -142,6 +148,26 @@ def _domain(value: Any) -> str | None:
     return text
 
 
+def _user(value: Any) -> str:
+    """A user name or numeric id that exists on this machine (checked now, not after binding)."""
+    text = _text(value).strip()
+    try:
+        if text.isdigit():
+            pwd.getpwuid(int(text))
+        else:
+            pwd.getpwnam(text)
+    except KeyError:
+        raise ValueError(f"no such user {text!r}") from None
+    return text
+
+
+def _container_ref(value: Any) -> str:
+    text = _text(value).strip().lstrip("/")
+    if not text:
+        raise ValueError("a container name or ID is needed")
+    return text
+
+
 def _docker_url(value: Any) -> str:
     text = _text(value).strip()
     if not text.startswith(("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")):
@@ -176,9 +202,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ttl", _int_in(0, 2**31 - 1), "TTL of answers from the registry", metavar="SECONDS"),
     Setting("domain", _domain, "also answer NAME.SUFFIX and NAME.NETWORK.SUFFIX",
             metavar="SUFFIX"),
-    Setting("metrics_listen", _hostport(None), "where Prometheus metrics are served",
+    Setting("metrics", _bool, "serve Prometheus metrics, /healthz and /readyz over HTTP"),
+    Setting("metrics_listen", _hostport(None), "where metrics and health endpoints are served",
             metavar="ADDR:PORT"),
     Setting("log_level", _choice("debug", "info", "warning", "error"), "log verbosity"),
+    Setting("log_format", _choice("text", "json"), "log lines for people (text) or machines"),
+    Setting("log_queries", _bool, "log every query that is not answered from the memo"),
+    Setting("user", _user, "drop root to this user once the ports are bound",
+            metavar="NAME"),
+    Setting("as_container", _container_ref, "clients on loopback see what this container "
+            "sees (sidecar mode)", metavar="NAME|ID"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -264,6 +297,9 @@ def validate(config: Config) -> None:
         raise ConfigError("listen", "at least one address is needed")
     if len(set(config.listen)) != len(config.listen):
         raise ConfigError("listen", "an address is given twice")
+    if config.metrics and config.metrics_listen in config.listen:
+        raise ConfigError("metrics_listen", f"{config.metrics_listen} is also a DNS listen "
+                          "address; choose another port")
     for path in config.hosts_files:
         if Path(path).is_dir():
             raise ConfigError("hosts_files", f"{path} is a directory")
