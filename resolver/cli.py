@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--from", dest="from_ip", metavar="IP", default=None,
                        help="ask as this client address would (a container's IP: its view)")
     config_module.add_arguments(check)
+    show = commands.add_parser("config", help="print the settings serve would run with, and "
+                               "where each came from")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    config_module.add_arguments(show)
     registry = commands.add_parser("registry", help="list every name the registry holds")
     registry.add_argument("--json", action="store_true", help="machine-readable output")
     config_module.add_arguments(registry)
@@ -95,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(config, args)
     if args.command == "registry":
         return _registry(config, args)
+    if args.command == "config":
+        print(config_module.describe(config, args.json))
+        return 0
     return _fail(f"unknown command {args.command}", EXIT_CONFIG)
 
 

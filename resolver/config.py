@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import pwd
 import tomllib
@@ -219,6 +220,8 @@ SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 def _parse_setting(setting: Setting, value: Any, origin: str) -> Any:
     try:
+        if isinstance(value, dict):
+            raise ValueError("a TOML table is not a value here; settings are top-level keys")
         if setting.many:
             if isinstance(value, str) and origin.startswith("environment"):
                 value = [part for part in value.split(",") if part.strip()]
@@ -307,3 +310,21 @@ def validate(config: Config) -> None:
 
 def setting_keys() -> list[str]:
     return [f.name for f in fields(Config) if f.name != "origins"]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, HostPort):
+        return str(value)
+    return value
+
+
+def describe(config: Config, as_json: bool = False) -> str:
+    """Every setting's value and the layer it came from (``dockdns config``)."""
+    values = {key: _plain(getattr(config, key)) for key in setting_keys()}
+    origins = {key: config.origins.get(key, "default") for key in values}
+    if as_json:
+        return json.dumps({"settings": values, "origins": origins}, indent=2)
+    return "\n".join(f"{key} = {json.dumps(value)}  # {origins[key]}"
+                     for key, value in values.items())
