@@ -255,7 +255,13 @@ class Daemon:
             connection.stop_reading()
         in_flight = self.in_flight()
         if in_flight:
-            await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
+            _, left = await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
+            log.info("drained in-flight queries: %d cancelled after %.0f s", len(left),
+                     DRAIN_SECONDS)
+            for task in left:
+                task.cancel()
+        else:
+            log.info("drained in-flight queries: 0 cancelled (none were in flight)")
         for transport in self.udp_transports:
             transport.close()
         for connection in list(self.tcp_state.connections):
