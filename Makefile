@@ -5,7 +5,7 @@ setup:
 	bash tests/setup.sh
 
 lint:
-	python3 -m ruff check resolver discovery tests benchmarks
+	python3 -m ruff check .
 	python3 -m mypy
 
 test: setup lint

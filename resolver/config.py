@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from discovery.model import IPNetwork
+
 ENV_PREFIX = "DOCKDNS_"
 
 
@@ -84,6 +86,9 @@ class Config:
     log_queries: bool = False
     user: str | None = None
     as_container: str | None = None
+    allow: tuple[IPNetwork, ...] = ()
+    tcp_max: int = 1024
+    tcp_idle_timeout: float = 10.0
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -113,6 +118,27 @@ def _int_in(low: int, high: int) -> Parser:
             raise ValueError(f"{value} is outside {low}..{high}")
         return value
     return parse
+
+
+def _float_in(low: float, high: float) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+        if not low <= number <= high:
+            raise ValueError(f"{number:g} is outside {low:g}..{high:g}")
+        return number
+    return parse
+
+
+def _cidr(value: Any) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(_text(value).strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or CIDR block") from None
 
 
 def _bool(value: Any) -> bool:
@@ -213,6 +239,12 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="NAME"),
     Setting("as_container", _container_ref, "clients on loopback see what this container "
             "sees (sidecar mode)", metavar="NAME|ID"),
+    Setting("allow", _cidr, "also answer clients in this CIDR block (repeatable); loopback and "
+            "the subnets of Docker networks are always allowed, everyone else gets REFUSED",
+            many=True, metavar="CIDR"),
+    Setting("tcp_max", _int_in(1, 1_000_000), "open TCP connections at most", metavar="N"),
+    Setting("tcp_idle_timeout", _float_in(0.1, 3600), "close TCP connections idle this long",
+            metavar="SECONDS"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

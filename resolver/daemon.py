@@ -28,6 +28,7 @@ from resolver.metrics import Metrics
 from resolver.notify import Notifier
 from resolver.privileges import PrivilegeError, drop_to
 from resolver.querylog import log_query
+from resolver.sockets import bind_tcp, bind_udp
 from resolver.sources import Source, build_sources, docker_metrics, readiness
 from resolver.tcp import TCPServerState
 from resolver.udp import UDPListener
@@ -47,7 +48,8 @@ class StartupError(Exception):
 
 
 def answer_settings(config: Config) -> AnswerSettings:
-    return AnswerSettings(ttl=config.ttl, domain=config.domain, as_container=config.as_container)
+    return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow,
+                          as_container=config.as_container)
 
 
 def _bind_problem(address: HostPort, err: OSError, what: str = "listen") -> str:
@@ -77,7 +79,7 @@ class Daemon:
         self.udp_transports: list[asyncio.DatagramTransport] = []
         self.udp_listeners: list[UDPListener] = []
         self.tcp_servers: list[asyncio.Server] = []
-        self.tcp_state = TCPServerState(self.handler)
+        self.tcp_state = TCPServerState(self.handler, config.tcp_idle_timeout, config.tcp_max)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
         self._signals = 0
@@ -136,15 +138,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for address in self.config.listen:
             try:
-                transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: UDPListener(self.handler), local_addr=(address.host, address.port))
-                self.udp_transports.append(transport)
-                self.udp_listeners.append(protocol)
-                server = await loop.create_server(
-                    self.tcp_state.protocol, address.host, address.port, reuse_address=True)
-                self.tcp_servers.append(server)
+                udp_socket = bind_udp(address)
+                tcp_socket = bind_tcp(address)
             except OSError as err:
                 raise StartupError(_bind_problem(address, err)) from None
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: UDPListener(self.handler), sock=udp_socket)
+            self.udp_transports.append(transport)
+            self.udp_listeners.append(protocol)
+            server = await loop.create_server(self.tcp_state.protocol, sock=tcp_socket)
+            self.tcp_servers.append(server)
 
     async def _serve_http(self) -> None:
         if not self.config.metrics:
@@ -207,9 +210,11 @@ class Daemon:
         if {"log_level", "log_format"} & set(applied):
             configure(merged.log_level, merged.log_format == "json")
         self.handler.query_log = log_query if merged.log_queries else None
-        if {"ttl", "domain", "as_container"} & set(applied):
+        if {"ttl", "domain", "as_container", "allow"} & set(applied):
             # Swaps the views in one assignment: queries keep being answered, from new memos.
             self.handler.reconfigure(answer_settings(merged))
+        self.tcp_state.max_connections = merged.tcp_max
+        self.tcp_state.idle_timeout = merged.tcp_idle_timeout
         for source in self.sources:
             source.reconfigure(merged)
         for hook in self.reconfigure_hooks:

@@ -98,6 +98,8 @@ def make_query(name: str, qtype: str) -> tuple[wire.Query, bytes]:
 
 
 def describe_client(snapshot: Snapshot, views: ViewTable, client: str, view: View) -> str:
+    if view.refused:
+        return "may not ask: not loopback, not on a Docker network, not in --allow (REFUSED)"
     if views.sidecar_view is view and views.as_container:
         who = f"loopback in sidecar mode: sees what container {views.as_container} sees"
     elif client in snapshot.clients:
@@ -173,10 +175,15 @@ def ask_upstream(upstream: HostPort, packet: bytes,
 def explain(config: Config, snapshot: Snapshot, name: str, qtype: str = "A",
             client: str = "127.0.0.1") -> Explanation:
     query, packet = make_query(name, qtype)
-    views = ViewTable(snapshot, as_container=config.as_container)
+    views = ViewTable(snapshot, allow=config.allow, as_container=config.as_container)
     view = views.for_client(client)
     result = Explanation(name, qtype.upper(), client, view,
                          describe_client(snapshot, views, client, view))
+    if view.refused:  # as the handler: checked before anything is looked up
+        result.rcode = "REFUSED"
+        result.origins = ["this client may not ask: not loopback, not on a Docker network, not "
+                          "in --allow"]
+        return result
     local = answer_local(snapshot, view.networks, query, config.ttl, config.domain)
     if local is not None:
         reply = wire.build_reply(query, local.rcode, list(local.answers), wire.MAX_TCP_SIZE,
@@ -188,10 +195,7 @@ def explain(config: Config, snapshot: Snapshot, name: str, qtype: str = "A",
         if local.network:
             result.origins.insert(0, f"found on network {local.network}")
         return result
-    if view.refused:
-        result.rcode = "REFUSED"
-        result.origins = ["this client is refused"]
-    elif not view.forward:
+    if not view.forward:
         result.rcode = "SERVFAIL"
         result.origins = ["not in the registry, and this client is only on internal networks: "
                           "not forwarded (as Docker does)"]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from discovery.model import Snapshot
+from discovery.model import IPNetwork, Snapshot
 from discovery.registry import Registry
 from resolver import wire
 from resolver.answer import LocalAnswer, answer_local
@@ -59,6 +59,7 @@ class AnswerSettings:
     domain: str | None = None
     default_bridge_names: bool = False
     as_container: str | None = None  # sidecar mode: loopback clients see this container's view
+    allow: tuple[IPNetwork, ...] = ()
 
 
 def answer_orders(answers: Sequence[bytes], shuffle: bool) -> list[Sequence[bytes]]:
@@ -86,20 +87,21 @@ class QueryHandler:
         # Called after every full-path answer when --log-queries is on (see resolver/querylog.py).
         self.query_log: QueryLog | None = None
         self._clock = clock
-        self.views = self._view_table(registry.snapshot)
+        self.views = self._views_for(registry.snapshot)
         registry.subscribe(self.on_snapshot)
-
-    def _view_table(self, snapshot: Snapshot) -> ViewTable:
-        return ViewTable(snapshot, self.settings.default_bridge_names, self.settings.as_container)
 
     @property
     def snapshot(self) -> Snapshot:
         return self.views.snapshot
 
+    def _views_for(self, snapshot: Snapshot) -> ViewTable:
+        return ViewTable(snapshot, self.settings.default_bridge_names, self.settings.allow,
+                         self.settings.as_container)
+
     def on_snapshot(self, snapshot: Snapshot) -> None:
         # A new view table drops every memoized answer with the old views: nothing answered
         # from here on can come from the previous snapshot.
-        self.views = self._view_table(snapshot)
+        self.views = self._views_for(snapshot)
 
     def reconfigure(self, settings: AnswerSettings) -> None:
         self.settings = settings
@@ -130,8 +132,13 @@ class QueryHandler:
 
         view = self.views.for_client(client)
         if view.refused:
-            self.stats.count(query.qtype, wire.REFUSED, SOURCE_ERROR)
-            return wire.error_reply(query, packet, wire.REFUSED)
+            slot = self.stats.slot(query.qtype, wire.REFUSED, SOURCE_ERROR)
+            self.stats.counts[slot] += 1
+            refused = wire.error_reply(query, packet, wire.REFUSED)
+            if query.memoizable:
+                view.remember(packet[2:], (NEVER_EXPIRES, itertools.repeat(refused[2:]), slot),
+                              tcp)
+            return refused
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         local = answer_local(self.views.snapshot, view.networks, query,
                              self.settings.ttl, self.settings.domain)

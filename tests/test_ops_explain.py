@@ -78,12 +78,18 @@ def test_check_without_upstream_or_with_a_dead_one() -> None:
 
 def test_check_from_a_client_and_bad_questions(hosts_file: str) -> None:
     done = run("check", "multi", "AAAA", "--from", "10.200.0.9", "--hosts-file", hosts_file,
-               "--no-docker")
+               "--no-docker", "--allow", "10.200.0.0/16")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1] == (
         "client: not a container: sees every user-defined network; no network (hosts-file "
         "names only); other names are forwarded")
     assert "fd00::7" in done.stdout
+    refused = run("check", "multi", "--from", "10.200.0.9", "--hosts-file", hosts_file,
+                  "--no-docker")
+    assert refused.returncode == 1
+    assert refused.stdout.splitlines()[:2] == [
+        "multi A asked by 10.200.0.9: REFUSED",
+        "client: may not ask: not loopback, not on a Docker network, not in --allow (REFUSED)"]
     assert run("check", "web1", "BOGUS", "--no-docker").stderr == (
         "dockdns: unknown record type 'BOGUS'\n")
     assert run("check", "web1", "--from", "somewhere", "--no-docker").returncode == 2
