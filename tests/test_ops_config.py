@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -178,3 +179,27 @@ def test_every_command_validates_the_same_way(tmp_path: Path) -> None:
         done = run(*cmd, "--config", toml)
         assert done.returncode == 2, cmd
         assert done.stderr.startswith("dockdns: invalid setting 'ttl': expected a whole number")
+
+
+def test_the_example_config_is_valid() -> None:
+    shown = effective("--config", str(REPO / "deploy" / "dockdns.toml"))
+    settings = shown["settings"]
+    assert isinstance(settings, dict)
+    assert settings["listen"] == ["127.0.0.11:53", "172.17.0.1:53"]
+    assert settings["domain"] == "docker"
+
+
+def test_the_systemd_unit_is_valid(tmp_path: Path) -> None:
+    unit = (REPO / "deploy" / "dockdns.service").read_text()
+    assert "\nType=notify\n" in unit and "\nExecReload=/bin/kill -HUP $MAINPID\n" in unit
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    # Point ExecStart at this installation's dockdns so that verify can check it exists.
+    dockdns_path = shutil.which("dockdns")
+    assert dockdns_path is not None, "dockdns is installed by tests/setup.sh"
+    local = tmp_path / "dockdns.service"
+    local.write_text(unit.replace("/usr/local/bin/dockdns", dockdns_path))
+    done = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 from dataclasses import dataclass, field
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from discovery.model import Record, Snapshot, SourcePart
+from resolver.http import HTTPServer, Response
 from resolver.metrics import Metrics, names_per_source
 from resolver.stats import SOURCE_LOCAL, DurationHistogram, QueryStats
-from tests.support.daemon import dockdns, http_get
+from tests.support.daemon import REPO, command, dockdns, http_get
 from tests.support.net import ask, free_port
 from tests.support.scrape import scrape, value
 
@@ -178,8 +180,6 @@ def test_histogram_buckets_are_cumulative_with_memo_hits_first() -> None:
 
 def test_http_serves_others_while_one_client_stalls() -> None:
     """The HTTP server shares the loop with DNS: a slow client must not hold anything up."""
-    from resolver.http import HTTPServer, Response
-
     async def main() -> tuple[bytes, bytes]:
         server = HTTPServer({"/x": lambda headers: Response(200, b"fine\n")})
         port = free_port()
@@ -204,3 +204,18 @@ def test_http_serves_others_while_one_client_stalls() -> None:
     reply, bad = asyncio.run(main())
     assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"\r\n\r\nfine\n")
     assert bad.startswith(b"HTTP/1.1 400 ")
+
+
+def test_metrics_port_in_use_is_one_line_and_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            command("serve", "--no-docker", "--listen", f"127.0.0.1:{free_port()}",
+                    "--metrics-listen", f"127.0.0.1:{port}"),
+            capture_output=True, text=True, cwd=REPO, timeout=30, check=False)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"dockdns: cannot listen on 127.0.0.1:{port}: the address is already in use; stop the "
+        f"other server or choose another with --metrics-listen (or --no-metrics)"]
