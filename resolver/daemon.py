@@ -21,7 +21,7 @@ from discovery.registry import Registry
 from resolver import reload
 from resolver.config import Config, ConfigError, HostPort
 from resolver.handler import AnswerSettings, QueryHandler
-from resolver.health import Health
+from resolver.health import Health, SidecarCheck
 from resolver.http import HTTPServer, Response
 from resolver.logs import configure
 from resolver.metrics import Metrics
@@ -86,6 +86,9 @@ class Daemon:
         self.health = Health()
         for check in readiness(self.sources):
             self.health.add_check(check)
+        if config.as_container is not None:
+            self.health.add_check(SidecarCheck(config.as_container,
+                                               lambda: self.handler.views.sidecar_found))
         self.metrics = Metrics(self.handler.stats, self.handler.durations,
                                lambda: self.registry.snapshot)
         for engine in docker_metrics(self.sources):

@@ -9,6 +9,7 @@ source) it is ready as soon as it listens.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -59,3 +60,22 @@ class Health:
     async def wait_ready(self) -> None:
         while not self.ready()[0]:
             await asyncio.sleep(POLL_INTERVAL)
+
+
+class SidecarCheck:
+    """Sidecar mode (``--as-container``) is ready once that container is in the registry."""
+
+    name = "sidecar"
+
+    def __init__(self, container: str, found: Callable[[], bool]) -> None:
+        self.container = container
+        self._found = found
+
+    @property
+    def ready(self) -> bool:
+        return self._found()
+
+    @property
+    def reason(self) -> str:
+        return (f"container {self.container} is not in the registry (yet): loopback clients "
+                f"see no network until it is")

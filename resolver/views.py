@@ -69,6 +69,7 @@ class ViewTable:
         # snapshot, since a new snapshot makes a new table).
         self.as_container = as_container
         self.sidecar_view: View | None = None
+        self.sidecar_found = False
         if as_container is not None:
             self.sidecar_view = self._sidecar_view(as_container)
 
@@ -124,6 +125,7 @@ class ViewTable:
             # Not (yet) known: see no network at all rather than every network, so that a sidecar
             # never shows its app names the app could not resolve through Docker itself.
             return self._intern((), forward=True, container=reference)
+        self.sidecar_found = True
         networks = tuple(dict.fromkeys(n for c in clients for n in c.networks))
         return self._client_view(Client(clients[0].address, networks, clients[0].container))
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from discovery.model import Client, Network, Record, SourcePart
 from resolver import config as config_module
 from resolver.daemon import Daemon
 from tests.support.daemon import dockdns
-from tests.support.net import free_port
+from tests.support.net import addresses, ask, free_port
 
 
 @dataclass
@@ -125,3 +126,41 @@ def test_watchdog_for_another_pid_is_not_ours(tmp_path: Path) -> None:
     ours.send(READY="1")
     other.close()
     notify.close()
+
+
+def test_sidecar_is_ready_and_scoped_once_its_container_is_known(hosts_file: str) -> None:
+    """--as-container through the real UDP listener, with the registry filled as the Docker
+    source will fill it (a Client entry naming the container)."""
+    metrics_port, dns_port = free_port(), free_port()
+    config = config_module.build({"listen": [f"127.0.0.1:{dns_port}"], "docker": False,
+                                  "metrics_listen": f"127.0.0.1:{metrics_port}",
+                                  "as_container": "app"}, environ={})
+
+    async def main() -> list[tuple[int, str] | set[str]]:
+        daemon = Daemon(config)
+        await daemon.startup()
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[int, str] | set[str]] = [await _get(metrics_port, "/readyz")]
+        seen.append(await loop.run_in_executor(None, _addresses, dns_port, "db"))
+        daemon.registry.update("docker", SourcePart(
+            networks=(Network("back"), Network("front")),
+            records=(Record(("db",), ipv4=("10.20.0.2",), network="back", source="docker"),
+                     Record(("web",), ipv4=("10.10.0.2",), network="front", source="docker")),
+            clients=(Client("10.20.0.3", ("back",), "app"),)))
+        seen.append(await _get(metrics_port, "/readyz"))
+        seen.append(await loop.run_in_executor(None, _addresses, dns_port, "db"))
+        seen.append(await loop.run_in_executor(None, _addresses, dns_port, "web"))
+        await daemon.shutdown()
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen[0] == (503, "sidecar: container app is not in the registry (yet): loopback "
+                            "clients see no network until it is\n")
+    assert seen[1] == set()  # no network seen yet: db is unknown (SERVFAIL, no upstream)
+    assert seen[2] == (200, "ready\n")
+    assert seen[3] == {"10.20.0.2"}  # app is on back: db resolves from loopback
+    assert seen[4] == set()  # web is on front, which app is not attached to
+
+
+def _addresses(port: int, name: str) -> set[str]:
+    return addresses(ask("127.0.0.1", port, name))
