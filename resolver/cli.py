@@ -1,10 +1,13 @@
-"""The ``dockdns`` command: ``serve`` runs the daemon."""
+"""The ``dockdns`` command: ``serve`` runs the daemon; ``check`` and ``registry`` explain what it
+would answer, from the same config, without one."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from resolver import config as config_module
 from resolver import loop
@@ -14,6 +17,8 @@ from resolver.logs import configure
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
+# `check`: the name has no records in the answer (as `host` exits for a name it cannot find).
+EXIT_NO_ANSWER = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,6 +28,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the DNS server")
     config_module.add_arguments(serve)
+    check = commands.add_parser(
+        "check", help="explain the answer to one question, without a running daemon")
+    check.add_argument("name", help="the name to ask for")
+    check.add_argument("type", nargs="?", default="A", help="record type (default A)")
+    check.add_argument("--from", dest="from_ip", metavar="IP", default=None,
+                       help="ask as this client address would (a container's IP: its view)")
+    config_module.add_arguments(check)
+    show = commands.add_parser("config", help="print the settings serve would run with, and "
+                               "where each came from")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    config_module.add_arguments(show)
+    registry = commands.add_parser("registry", help="list every name the registry holds")
+    registry.add_argument("--json", action="store_true", help="machine-readable output")
+    config_module.add_arguments(registry)
     return parser
 
 
@@ -31,8 +50,8 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-async def _serve(config: Config) -> int:
-    daemon = Daemon(config)
+async def _serve(config: Config, flags: Mapping[str, Any]) -> int:
+    daemon = Daemon(config, reread=lambda: config_module.build(flags))
     try:
         await daemon.serve()
     except StartupError as err:
@@ -40,15 +59,49 @@ async def _serve(config: Config) -> int:
     return 0
 
 
+def _check(config: Config, args: argparse.Namespace) -> int:
+    from resolver import explain  # only these commands need dnslib's printing
+
+    client = args.from_ip or "127.0.0.1"
+    try:
+        ipaddress.ip_address(client)
+    except ValueError:
+        return _fail(f"--from {client!r} is not an IP address", EXIT_CONFIG)
+    snapshot = explain.build_registry(config)
+    try:
+        result = explain.explain(config, snapshot, args.name, args.type, client)
+    except explain.ExplainError as err:
+        return _fail(str(err), EXIT_CONFIG)
+    print("\n".join(result.lines(show_client=args.from_ip is not None)))
+    return 0 if result.answers else EXIT_NO_ANSWER
+
+
+def _registry(config: Config, args: argparse.Namespace) -> int:
+    from resolver import explain
+
+    print(explain.registry_text(explain.build_registry(config), args.json))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    flags = vars(args)
     try:
-        config = config_module.build(vars(args))
+        config = config_module.build(flags)
     except ConfigError as err:
         return _fail(str(err), EXIT_CONFIG)
-    configure(config.log_level)
     if args.command == "serve":
-        return loop.run(_serve(config))
+        configure(config.log_level, config.log_format == "json")
+        return loop.run(_serve(config, flags))
+    # The explaining commands print their result on stdout; only problems go to the log.
+    configure("warning", config.log_format == "json")
+    if args.command == "check":
+        return _check(config, args)
+    if args.command == "registry":
+        return _registry(config, args)
+    if args.command == "config":
+        print(config_module.describe(config, args.json))
+        return 0
     return _fail(f"unknown command {args.command}", EXIT_CONFIG)
 
 

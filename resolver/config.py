@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
+import pwd
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -77,8 +79,13 @@ class Config:
     docker_hosts: tuple[str, ...] = ()
     ttl: int = 600
     domain: str | None = None
+    metrics: bool = True
     metrics_listen: HostPort = HostPort("127.0.0.1", 9153)
     log_level: str = "info"
+    log_format: str = "text"
+    log_queries: bool = False
+    user: str | None = None
+    as_container: str | None = None
     allow: tuple[IPNetwork, ...] = ()
     tcp_max: int = 1024
     tcp_idle_timeout: float = 10.0
@@ -168,6 +175,26 @@ def _domain(value: Any) -> str | None:
     return text
 
 
+def _user(value: Any) -> str:
+    """A user name or numeric id that exists on this machine (checked now, not after binding)."""
+    text = _text(value).strip()
+    try:
+        if text.isdigit():
+            pwd.getpwuid(int(text))
+        else:
+            pwd.getpwnam(text)
+    except KeyError:
+        raise ValueError(f"no such user {text!r}") from None
+    return text
+
+
+def _container_ref(value: Any) -> str:
+    text = _text(value).strip().lstrip("/")
+    if not text:
+        raise ValueError("a container name or ID is needed")
+    return text
+
+
 def _docker_url(value: Any) -> str:
     text = _text(value).strip()
     if not text.startswith(("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")):
@@ -202,9 +229,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ttl", _int_in(0, 2**31 - 1), "TTL of answers from the registry", metavar="SECONDS"),
     Setting("domain", _domain, "also answer NAME.SUFFIX and NAME.NETWORK.SUFFIX",
             metavar="SUFFIX"),
-    Setting("metrics_listen", _hostport(None), "where Prometheus metrics are served",
+    Setting("metrics", _bool, "serve Prometheus metrics, /healthz and /readyz over HTTP"),
+    Setting("metrics_listen", _hostport(None), "where metrics and health endpoints are served",
             metavar="ADDR:PORT"),
     Setting("log_level", _choice("debug", "info", "warning", "error"), "log verbosity"),
+    Setting("log_format", _choice("text", "json"), "log lines for people (text) or machines"),
+    Setting("log_queries", _bool, "log every query that is not answered from the memo"),
+    Setting("user", _user, "drop root to this user once the ports are bound",
+            metavar="NAME"),
+    Setting("as_container", _container_ref, "clients on loopback see what this container "
+            "sees (sidecar mode)", metavar="NAME|ID"),
     Setting("allow", _cidr, "also answer clients in this CIDR block (repeatable); loopback and "
             "the subnets of Docker networks are always allowed, everyone else gets REFUSED",
             many=True, metavar="CIDR"),
@@ -218,6 +252,8 @@ SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 def _parse_setting(setting: Setting, value: Any, origin: str) -> Any:
     try:
+        if isinstance(value, dict):
+            raise ValueError("a TOML table is not a value here; settings are top-level keys")
         if setting.many:
             if isinstance(value, str) and origin.startswith("environment"):
                 value = [part for part in value.split(",") if part.strip()]
@@ -296,6 +332,9 @@ def validate(config: Config) -> None:
         raise ConfigError("listen", "at least one address is needed")
     if len(set(config.listen)) != len(config.listen):
         raise ConfigError("listen", "an address is given twice")
+    if config.metrics and config.metrics_listen in config.listen:
+        raise ConfigError("metrics_listen", f"{config.metrics_listen} is also a DNS listen "
+                          "address; choose another port")
     for path in config.hosts_files:
         if Path(path).is_dir():
             raise ConfigError("hosts_files", f"{path} is a directory")
@@ -303,3 +342,21 @@ def validate(config: Config) -> None:
 
 def setting_keys() -> list[str]:
     return [f.name for f in fields(Config) if f.name != "origins"]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, HostPort):
+        return str(value)
+    return value
+
+
+def describe(config: Config, as_json: bool = False) -> str:
+    """Every setting's value and the layer it came from (``dockdns config``)."""
+    values = {key: _plain(getattr(config, key)) for key in setting_keys()}
+    origins = {key: config.origins.get(key, "default") for key in values}
+    if as_json:
+        return json.dumps({"settings": values, "origins": origins}, indent=2)
+    return "\n".join(f"{key} = {json.dumps(value)}  # {origins[key]}"
+                     for key, value in values.items())

@@ -1,8 +1,9 @@
 """The daemon's life: start the sources and listeners, serve until told to stop, then drain.
 
 Phases as in uvicorn: ``startup()`` binds everything (a failure there is reported and nothing is
-left half-open), ``serve()`` waits for a signal, ``shutdown()`` closes the listeners first, gives
-in-flight queries up to ``DRAIN_SECONDS`` to finish, then cancels what is left.
+left half-open), ``serve()`` waits for a signal, ``shutdown()`` stops taking queries first, gives
+in-flight queries up to ``DRAIN_SECONDS`` to finish, then cancels what is left. SIGHUP re-reads
+the config and applies what can change without a restart (``resolver/reload.py``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ import errno
 import logging
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from discovery.hosts import HostsSource
 from discovery.registry import Registry
-from resolver.config import Config, HostPort
+from resolver import reload
+from resolver.config import Config, ConfigError, HostPort
 from resolver.handler import AnswerSettings, QueryHandler
+from resolver.health import Health, SidecarCheck
+from resolver.http import HTTPServer, Response
+from resolver.logs import configure
+from resolver.metrics import Metrics
+from resolver.notify import Notifier
+from resolver.privileges import PrivilegeError, drop_to
+from resolver.querylog import log_query
 from resolver.sockets import bind_tcp, bind_udp
+from resolver.sources import Source, build_sources, docker_metrics, readiness
 from resolver.tcp import TCPServerState
 from resolver.udp import UDPListener
 
@@ -29,34 +38,44 @@ log = logging.getLogger("dockdns")
 # How long in-flight queries may take to finish once a stop was asked for.
 DRAIN_SECONDS = 2.0
 
+# Called with the new config after SIGHUP; the forwarder registers one to take new upstreams,
+# zones and cache settings.
+ReconfigureHook = Callable[[Config], None]
+
 
 class StartupError(Exception):
     """The daemon cannot start; the message is the one line the operator sees."""
 
 
 def answer_settings(config: Config) -> AnswerSettings:
-    return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow)
+    return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow,
+                          as_container=config.as_container)
 
 
-def _bind_problem(address: HostPort, err: OSError) -> str:
+def _bind_problem(address: HostPort, err: OSError, what: str = "listen") -> str:
+    flag = "--listen" if what == "listen" else "--metrics-listen (or --no-metrics)"
     if err.errno == errno.EACCES:
         return (f"cannot listen on {address}: permission denied (ports below 1024 need root or "
                 f"CAP_NET_BIND_SERVICE); choose another address, e.g. --listen 127.0.0.1:5353")
     if err.errno == errno.EADDRINUSE:
         return (f"cannot listen on {address}: the address is already in use; stop the other "
-                f"server or choose another with --listen")
+                f"server or choose another with {flag}")
     if err.errno == errno.EADDRNOTAVAIL:
         return (f"cannot listen on {address}: no interface has that address; choose another "
-                f"with --listen")
+                f"with {flag}")
     return f"cannot listen on {address}: {err.strerror or err}"
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reread: Callable[[], Config] | None = None) -> None:
+        """``reread`` builds the config again from the same file, environment and flags."""
         self.config = config
+        self.reread = reread
         self.registry = Registry()
         self.handler = QueryHandler(self.registry, answer_settings(config))
-        self.hosts = HostsSource(self.registry, list(config.hosts_files))
+        if config.log_queries:
+            self.handler.query_log = log_query
+        self.sources: list[Source] = build_sources(config, self.registry)
         self.udp_transports: list[asyncio.DatagramTransport] = []
         self.udp_listeners: list[UDPListener] = []
         self.tcp_servers: list[asyncio.Server] = []
@@ -64,6 +83,19 @@ class Daemon:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
         self._signals = 0
+        self.health = Health()
+        for check in readiness(self.sources):
+            self.health.add_check(check)
+        if config.as_container is not None:
+            self.health.add_check(SidecarCheck(config.as_container,
+                                               lambda: self.handler.views.sidecar_found))
+        self.metrics = Metrics(self.handler.stats, self.handler.durations,
+                               lambda: self.registry.snapshot)
+        for engine in docker_metrics(self.sources):
+            self.metrics.collector.attach_docker(engine)
+        self.http: HTTPServer | None = None
+        self.reconfigure_hooks: list[ReconfigureHook] = []
+        self.notifier = Notifier.from_environment()
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task; every one is kept so that shutdown can cancel and await it."""
@@ -78,17 +110,32 @@ class Daemon:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def startup(self) -> None:
-        self.hosts.load()
-        if self.config.hosts_files:
-            self.spawn(self.hosts.watch(), "hosts-watch")
+        for source in self.sources:
+            await source.start()
         try:
             await self._bind()
-        except StartupError:
+            await self._serve_http()
+            if self.config.user is not None:
+                user = drop_to(self.config.user)
+                log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
+        except (StartupError, PrivilegeError) as err:
             await self._close_listeners()
-            raise
+            raise StartupError(str(err)) from None
+        for source in self.sources:
+            self.spawn(source.run(), f"source-{source.name}")
+        self.health.listening = True
         names = ", ".join(str(a) for a in self.config.listen)
         log.info("dockdns serving on %s (UDP and TCP), %d names in the registry", names,
                  self.registry.snapshot.name_count())
+        if self.notifier.enabled:
+            self.spawn(self._notify_ready(), "notify-ready")
+            self.spawn(self.notifier.watchdog(), "watchdog")
+
+    async def _notify_ready(self) -> None:
+        # After the first Docker sync when there is a Docker source: that is what readiness waits
+        # for, so systemd starts dependants only once container names resolve.
+        await self.health.wait_ready()
+        self.notifier.send(READY="1", STATUS="serving", MAINPID=str(os.getpid()))
 
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
@@ -105,10 +152,34 @@ class Daemon:
             server = await loop.create_server(self.tcp_state.protocol, sock=tcp_socket)
             self.tcp_servers.append(server)
 
+    async def _serve_http(self) -> None:
+        if not self.config.metrics:
+            return
+        self.http = HTTPServer({"/metrics": self._metrics_page, "/healthz": self._healthz,
+                                "/readyz": self._readyz})
+        address = self.config.metrics_listen
+        try:
+            await self.http.start(address.host, address.port)
+        except OSError as err:
+            raise StartupError(_bind_problem(address, err, "metrics")) from None
+
+    def _metrics_page(self, headers: dict[str, str]) -> Response:
+        body, content_type = self.metrics.exposition(headers.get("accept", ""))
+        return Response(200, body, content_type)
+
+    def _healthz(self, headers: dict[str, str]) -> Response:
+        alive, reason = self.health.live()
+        return Response(200 if alive else 503, reason.encode() + b"\n")
+
+    def _readyz(self, headers: dict[str, str]) -> Response:
+        ready, reason = self.health.ready()
+        return Response(200 if ready else 503, reason.encode() + b"\n")
+
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
@@ -117,6 +188,42 @@ class Daemon:
             os._exit(1)
         log.info("received %s, shutting down", sig.name)
         self.stopping.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; apply it unless it is invalid (then keep the old one)."""
+        if self.reread is None:
+            log.warning("received SIGHUP, but this daemon has no config to re-read")
+            return
+        try:
+            new = self.reread()
+        except ConfigError as err:
+            log.error("received SIGHUP; config not reloaded, still running the old one: %s", err)
+            return
+        self.notifier.send(RELOADING="1")
+        self.apply(new)
+        self.notifier.send(READY="1", STATUS="serving")
+
+    def apply(self, new: Config) -> None:
+        """Switch the running daemon to ``new``, as far as it can change without a restart."""
+        merged, applied, kept = reload.merge(self.config, new)
+        self.config = merged
+        if kept:
+            log.warning("config reloaded; %s changed but only a restart applies that",
+                        ", ".join(kept))
+        if {"log_level", "log_format"} & set(applied):
+            configure(merged.log_level, merged.log_format == "json")
+        self.handler.query_log = log_query if merged.log_queries else None
+        if {"ttl", "domain", "as_container", "allow"} & set(applied):
+            # Swaps the views in one assignment: queries keep being answered, from new memos.
+            self.handler.reconfigure(answer_settings(merged))
+        self.tcp_state.max_connections = merged.tcp_max
+        self.tcp_state.idle_timeout = merged.tcp_idle_timeout
+        for source in self.sources:
+            source.reconfigure(merged)
+        for hook in self.reconfigure_hooks:
+            hook(merged)
+        log.info("config reloaded%s", f"; changed: {', '.join(applied)}" if applied else
+                 ", nothing changed")
 
     async def serve(self) -> None:
         await self.startup()
@@ -132,6 +239,8 @@ class Daemon:
         for server in self.tcp_servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+        if self.http is not None:
+            await self.http.close()
 
     def in_flight(self) -> set[asyncio.Task[None]]:
         pending: set[asyncio.Task[None]] = set()
@@ -142,19 +251,37 @@ class Daemon:
         return pending
 
     async def shutdown(self) -> None:
-        # Stop accepting first, so nothing new arrives while in-flight queries finish.
+        self.health.stopping = True
+        self.notifier.send(STOPPING="1", STATUS="draining")
+        # Stop taking queries first, so nothing new arrives while in-flight queries finish; the
+        # sockets stay open so that those can still send their replies.
         for server in self.tcp_servers:
             server.close()
+        for listener in self.udp_listeners:
+            listener.stop_reading()
+        for connection in list(self.tcp_state.connections):
+            connection.stop_reading()
         in_flight = self.in_flight()
         if in_flight:
-            await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
+            _, left = await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
+            log.info("drained in-flight queries: %d cancelled after %.0f s", len(left),
+                     DRAIN_SECONDS)
+            for task in left:
+                task.cancel()
+        else:
+            log.info("drained in-flight queries: 0 cancelled (none were in flight)")
         for transport in self.udp_transports:
             transport.close()
         for connection in list(self.tcp_state.connections):
             if connection.transport is not None:
                 connection.transport.close()
+        if self.http is not None:
+            await self.http.close()
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=DRAIN_SECONDS)
-        log.info("dockdns stopped")
+        self.notifier.close()
+        stats = self.handler.stats
+        log.info("dockdns stopped; answered %d queries (%d from the memo), dropped %d",
+                 stats.answered(), stats.memo_hits(), stats.dropped)

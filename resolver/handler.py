@@ -21,7 +21,7 @@ from discovery.model import IPNetwork, Snapshot
 from discovery.registry import Registry
 from resolver import wire
 from resolver.answer import LocalAnswer, answer_local
-from resolver.stats import SOURCE_ERROR, SOURCE_LOCAL, QueryStats
+from resolver.stats import SOURCE_ERROR, SOURCE_LOCAL, DurationHistogram, QueryStats
 from resolver.views import View, ViewTable
 
 log = logging.getLogger("dockdns.handler")
@@ -44,6 +44,10 @@ class ForwardedReply:
     memo_until: float | None = None
 
 
+# (query packet, reply packet or None, client address, over TCP, seconds taken)
+QueryLog = Callable[[bytes, bytes | None, str, bool, float], None]
+
+
 class Forwarder(Protocol):
     async def forward(self, query: wire.Query, packet: bytes, tcp: bool,
                       view: View) -> ForwardedReply: ...
@@ -54,6 +58,7 @@ class AnswerSettings:
     ttl: int = 600
     domain: str | None = None
     default_bridge_names: bool = False
+    as_container: str | None = None  # sidecar mode: loopback clients see this container's view
     allow: tuple[IPNetwork, ...] = ()
 
 
@@ -78,6 +83,9 @@ class QueryHandler:
         self.settings = settings
         self.forwarder = forwarder
         self.stats = stats or QueryStats()
+        self.durations = DurationHistogram()
+        # Called after every full-path answer when --log-queries is on (see resolver/querylog.py).
+        self.query_log: QueryLog | None = None
         self._clock = clock
         self.views = self._views_for(registry.snapshot)
         registry.subscribe(self.on_snapshot)
@@ -87,7 +95,8 @@ class QueryHandler:
         return self.views.snapshot
 
     def _views_for(self, snapshot: Snapshot) -> ViewTable:
-        return ViewTable(snapshot, self.settings.default_bridge_names, self.settings.allow)
+        return ViewTable(snapshot, self.settings.default_bridge_names, self.settings.allow,
+                         self.settings.as_container)
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         # A new view table drops every memoized answer with the old views: nothing answered
@@ -143,7 +152,7 @@ class QueryHandler:
         self.stats.counts[slot] += 1
         if forwarded.memo_until is not None and query.memoizable:
             view.remember(packet[2:], (forwarded.memo_until, itertools.repeat(forwarded.reply[2:]),
-                                       slot), tcp)
+                                       self.stats.memo_slot(slot)), tcp)
         return forwarded.reply
 
     def _reply_local(self, packet: bytes, query: wire.Query, local: LocalAnswer, view: View,
@@ -156,7 +165,7 @@ class QueryHandler:
         self.stats.counts[slot] += 1
         if query.memoizable:
             view.remember(packet[2:], (NEVER_EXPIRES, itertools.cycle([r[2:] for r in replies]),
-                                       slot), tcp)
+                                       self.stats.memo_slot(slot)), tcp)
         return replies[0]
 
     async def answer(self, packet: bytes, client: str, tcp: bool) -> bytes | None:
@@ -164,12 +173,18 @@ class QueryHandler:
         reply = self.answer_fast(packet, client, tcp)
         if reply is not None:
             return reply
+        started = time.perf_counter()
         try:
-            return await self.answer_full(packet, client, tcp)
+            reply = await self.answer_full(packet, client, tcp)
         except Exception:
             self.stats.internal_errors += 1
             log.exception("internal error answering a query from %s", client)
-            return servfail_for(packet)
+            reply = servfail_for(packet)
+        elapsed = time.perf_counter() - started
+        self.durations.observe(elapsed)
+        if self.query_log is not None:
+            self.query_log(packet, reply, client, tcp, elapsed)
+        return reply
 
 
 def servfail_for(packet: bytes) -> bytes | None:

@@ -52,6 +52,7 @@ class TCPConnection(asyncio.Protocol):
         self.pending: set[asyncio.Task[None]] = set()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.reading = True
+        self.stopped = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so no isinstance check here.
@@ -120,8 +121,18 @@ class TCPConnection(asyncio.Protocol):
                 self.transport.pause_reading()
                 self.reading = False
 
+    def stop_reading(self) -> None:
+        """Take no new queries (shutdown): stop reading and forget what is not yet started."""
+        self.stopped = True
+        self.buffer.clear()
+        if self.reading and self.transport is not None:
+            self.transport.pause_reading()
+            self.reading = False
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.pending.discard(task)
+        if self.stopped:
+            return
         if not self.reading and self.transport is not None and len(self.pending) < MAX_PIPELINED:
             self.transport.resume_reading()
             self.reading = True

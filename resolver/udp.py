@@ -56,6 +56,18 @@ class UDPListener(asyncio.DatagramProtocol):
             except OSError as err:
                 errors.warning("UDP reply to %s failed: %s", addr[0], err)
 
+    def stop_reading(self) -> None:
+        """Take no new queries (shutdown); pending ones can still send their replies.
+
+        The transport gets a protocol that ignores datagrams, so the hot path carries no flag.
+        """
+        if self.transport is not None:
+            self.transport.set_protocol(_Ignore())
+
     def error_received(self, exc: Exception) -> None:
         # ICMP errors from earlier sends (port unreachable): the client went away, nothing to do.
         log.debug("UDP socket error: %s", exc)
+
+
+class _Ignore(asyncio.DatagramProtocol):
+    """Receives the datagrams that arrive while the daemon drains, and drops them."""

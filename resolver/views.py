@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from discovery.model import SCOPE_SWARM, IPNetwork, Network, Snapshot
+from discovery.model import SCOPE_SWARM, Client, IPNetwork, Network, Snapshot
 
 # A memo entry: (monotonic time it stays valid until, the next wire reply minus its ID, and the
 # slot in QueryStats it is counted under).
@@ -52,7 +52,7 @@ class ViewTable:
     """Views for one snapshot; a new table is made whenever the snapshot changes."""
 
     def __init__(self, snapshot: Snapshot, default_bridge_names: bool = False,
-                 allow: Sequence[IPNetwork] = ()) -> None:
+                 allow: Sequence[IPNetwork] = (), as_container: str | None = None) -> None:
         self.snapshot = snapshot
         self._default_bridge_names = default_bridge_names
         self.by_client: dict[str, View] = {}
@@ -64,6 +64,14 @@ class ViewTable:
         # default bridge, use dockdns for forwarding) and what the operator added.
         self._allowed = tuple(allow) + tuple(
             subnet for network in snapshot.networks.values() for subnet in network.subnets)
+
+        # Sidecar mode: loopback clients get the view of this container (resolved once per
+        # snapshot, since a new snapshot makes a new table).
+        self.as_container = as_container
+        self.sidecar_view: View | None = None
+        self.sidecar_found = False
+        if as_container is not None:
+            self.sidecar_view = self._sidecar_view(as_container)
 
     def allowed(self, address: str) -> bool:
         """Loopback, container addresses, known network subnets and --allow: never an open
@@ -104,9 +112,24 @@ class ViewTable:
     def _resolve(self, address: str) -> View:
         if not self.allowed(address):
             return self.refused_view
+        if self.sidecar_view is not None and _is_loopback(address):
+            return self.sidecar_view
         client = self.snapshot.clients.get(address)
         if client is None:
             return self.host_view
+        return self._client_view(client)
+
+    def _sidecar_view(self, reference: str) -> View:
+        clients = find_container_clients(self.snapshot, reference)
+        if not clients:
+            # Not (yet) known: see no network at all rather than every network, so that a sidecar
+            # never shows its app names the app could not resolve through Docker itself.
+            return self._intern((), forward=True, container=reference)
+        self.sidecar_found = True
+        networks = tuple(dict.fromkeys(n for c in clients for n in c.networks))
+        return self._client_view(Client(clients[0].address, networks, clients[0].container))
+
+    def _client_view(self, client: Client) -> View:
         attached = [self.snapshot.networks[n] for n in client.networks
                     if n in self.snapshot.networks]
         visible = [n for n in attached if self._names_visible(n)]
@@ -114,3 +137,42 @@ class ViewTable:
         # the outside world through its resolver.
         forward = not attached or not all(n.internal for n in attached)
         return self._intern(lookup_order(visible), forward, container=client.container)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_container(reference: str, container: str) -> bool:
+    """A name matches exactly; an ID (12+ hex digits) matches as a prefix, as Docker's CLI does."""
+    container = container.lstrip("/").lower()
+    if not container:
+        return False
+    if reference == container:
+        return True
+    is_id = len(reference) >= 12 and all(c in "0123456789abcdef" for c in reference)
+    return is_id and (container.startswith(reference) or reference.startswith(container))
+
+
+def find_container_clients(snapshot: Snapshot, reference: str) -> list[Client]:
+    """The registry's Client entries (one per address) of the container named or ID'd so.
+
+    A Client names its container (``Client.container``: the Docker source puts the name or ID
+    there); failing that, a container's own records carry its name and short ID as names (as
+    Docker's do), and their addresses lead to its Client entries.
+    """
+    reference = reference.lstrip("/").lower()
+    found = [c for c in snapshot.clients.values() if _same_container(reference, c.container)]
+    if found:
+        return found
+    short = reference[:12]
+    addresses = {
+        address
+        for record in snapshot.records
+        if record.network is not None and (reference in record.names or short in record.names)
+        for address in record.ipv4 + record.ipv6
+    }
+    return [snapshot.clients[a] for a in sorted(addresses) if a in snapshot.clients]

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ class RunningDaemon:
     host: str
     port: int
     log_path: Path
+    metrics_port: int | None = None  # the HTTP port of /metrics, /healthz, /readyz (or None)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -48,6 +51,18 @@ def _wait_listening(host: str, port: int, process: subprocess.Popen[bytes], log:
     raise RuntimeError(f"dockdns did not start listening on {port}:\n{log.read_text()}")
 
 
+def http_get(port: int, path: str, host: str = "127.0.0.1", timeout: float = 5.0,
+             headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """GET ``path`` from the daemon's metrics port: (status, content type, body)."""
+    request = urllib.request.Request(f"http://{host}:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return (response.status, response.headers.get("Content-Type", ""),
+                    response.read().decode())
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("Content-Type", ""), err.read().decode()
+
+
 def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "resolver", *args]
 
@@ -55,16 +70,24 @@ def command(*args: str) -> list[str]:
 @contextlib.contextmanager
 def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
             docker: bool = False, start_timeout: float = 20.0,
-            env: dict[str, str] | None = None) -> Iterator[RunningDaemon]:
+            env: dict[str, str] | None = None, metrics: bool = True) -> Iterator[RunningDaemon]:
     """Start ``dockdns serve`` with ``args`` (plus --listen and, unless docker, --no-docker).
 
-    Every test that can reach the forwarder must pass ``--upstream`` on loopback itself.
+    Each daemon gets its own free metrics port (``RunningDaemon.metrics_port``), or
+    ``--no-metrics`` with ``metrics=False``: many daemons run at once, and the default port 9153
+    could be taken. Every test that can reach the forwarder must pass ``--upstream`` on loopback
+    itself.
     """
     port = port or free_port(host)
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     argv = command("serve", "--listen", listen, "--log-level", "debug", *args)
     if not docker:
         argv.append("--no-docker")
+    metrics_port = free_port("127.0.0.1") if metrics else None
+    if metrics_port is None:
+        argv.append("--no-metrics")
+    else:
+        argv += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
     with tempfile.NamedTemporaryFile("wb", prefix="dockdns-", suffix=".log",
                                      delete=False) as log_file:
         log_path = Path(log_file.name)
@@ -72,7 +95,9 @@ def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
                                    env={**os.environ, **(env or {})})
     try:
         _wait_listening(host, port, process, log_path, start_timeout)
-        yield RunningDaemon(process, host, port, log_path)
+        if metrics_port is not None:
+            _wait_listening("127.0.0.1", metrics_port, process, log_path, start_timeout)
+        yield RunningDaemon(process, host, port, log_path, metrics_port)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
