@@ -19,6 +19,7 @@ from typing import Any
 from discovery.hosts import HostsSource
 from discovery.registry import Registry
 from resolver.config import Config, HostPort
+from resolver.forwarder import UpstreamForwarder
 from resolver.handler import AnswerSettings, QueryHandler
 from resolver.tcp import TCPServerState
 from resolver.udp import UDPListener
@@ -54,7 +55,9 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.registry = Registry()
-        self.handler = QueryHandler(self.registry, answer_settings(config))
+        self.forwarder = UpstreamForwarder(config)
+        self.handler = QueryHandler(self.registry, answer_settings(config),
+                                    forwarder=self.forwarder)
         self.hosts = HostsSource(self.registry, list(config.hosts_files))
         self.udp_transports: list[asyncio.DatagramTransport] = []
         self.udp_listeners: list[UDPListener] = []
@@ -80,10 +83,13 @@ class Daemon:
         self.hosts.load()
         if self.config.hosts_files:
             self.spawn(self.hosts.watch(), "hosts-watch")
+        self.forwarder.start()
+        self.spawn(self.forwarder.run(), "forwarder")
         try:
             await self._bind()
         except StartupError:
             await self._close_listeners()
+            await self.forwarder.close()
             raise
         names = ", ".join(str(a) for a in self.config.listen)
         log.info("dockdns serving on %s (UDP and TCP), %d names in the registry", names,
@@ -155,4 +161,5 @@ class Daemon:
             task.cancel()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=DRAIN_SECONDS)
+        await self.forwarder.close()
         log.info("dockdns stopped")
