@@ -86,7 +86,6 @@ class _Resolution:
         self.message = message
         self.question = question
         self.deadline = deadline
-        self.error_rcode = wire.SERVFAIL
         self.refusals = 0
         self.answers = 0
         self.outstanding: dict[asyncio.Future[bytes], tuple[HostPort, UDPExchange]] = {}

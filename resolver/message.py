@@ -61,21 +61,23 @@ class BadReply(Exception):
 
 def cache_key(query: wire.Query) -> bytes:
     """What makes two queries share an upstream answer: the name in lower case, type, class, and
-    the bits that change what an upstream answers (RD, CD, AD, DO). Only the name is lowered:
-    the type and class bytes could look like ASCII letters too."""
+    the bits that change what an upstream answers (RD, CD, DO). AD is not among them: it is
+    always asked for upstream, and ``render`` gives it to the clients that asked. Only the name
+    is lowered: the type and class bytes could look like ASCII letters too."""
     question = query.question
-    bits = ((query.flags & (wire.RD | wire.CD | wire.AD)) >> 4) | (1 if query.dnssec_ok else 0)
+    bits = ((query.flags & (wire.RD | wire.CD)) >> 4) | (1 if query.dnssec_ok else 0)
     return question[:-4].lower() + question[-4:] + bytes([bits])
 
 
 def upstream_query(query: wire.Query, qid: int) -> bytes:
-    """The query as the client asked it (question, RD/CD/AD, DO) under our own ID, with our OPT.
+    """The query as the client asked it (question, RD, CD, DO) under our own ID, with our OPT.
 
     The answer is shared by every client asking the same (cache, coalescing), so it is fetched
-    whole with our own UDP size and without the client's EDNS options (cookies, padding and
+    whole with our own UDP size, with AD asked for (RFC 6840 5.7; each client's reply keeps it
+    only if that client asked), and without the client's EDNS options (cookies, padding and
     client-subnet belong to one client, not to the shared answer).
     """
-    flags = query.flags & (wire.RD | wire.CD | wire.AD)
+    flags = (query.flags & (wire.RD | wire.CD)) | wire.AD
     opt = b"\x00" + wire.RR_FIXED.pack(wire.TYPE_OPT, UPSTREAM_UDP_SIZE,
                                        0x8000 if query.dnssec_ok else 0, 0)
     return wire.HEADER.pack(qid, flags, 1, 0, 0, 1) + query.question + opt

@@ -36,6 +36,9 @@ def test_cache_key_ignores_name_case_but_not_type_bytes() -> None:
     # Types 65 (HTTPS) and 97 differ only in a bit that lower() would clear on an ASCII letter.
     assert cache_key(client_query(rdtype="HTTPS")) != cache_key(client_query(rdtype="TYPE97"))
     assert cache_key(client_query(want_dnssec=True)) != cache_key(client_query())
+    assert cache_key(client_query(flags=dns.flags.RD | dns.flags.CD)) != cache_key(client_query())
+    # dig sets AD in its queries; the answer is the same one.
+    assert cache_key(client_query(flags=dns.flags.RD | dns.flags.AD)) == cache_key(client_query())
 
 
 def test_upstream_query_keeps_the_question_and_dnssec_bit_with_our_size() -> None:
@@ -46,6 +49,7 @@ def test_upstream_query_keeps_the_question_and_dnssec_bit_with_our_size() -> Non
     assert sent.question[0].name.to_text() == "MiXeD.example.test."
     assert sent.question[0].rdtype == dns.rdatatype.MX
     assert sent.flags & dns.flags.RD
+    assert sent.flags & dns.flags.AD
     assert sent.payload == UPSTREAM_UDP_SIZE
     assert sent.ednsflags & dns.flags.DO
     assert not sent.options  # the client's cookie is its own

@@ -79,3 +79,15 @@ def test_only_itself_as_upstream_gives_servfail_not_a_loop() -> None:
     assert reply.rcode() == dns.rcode.SERVFAIL
     assert zoned.rcode() == dns.rcode.SERVFAIL
     assert "no upstream servers" in log
+
+
+def test_an_ipv6_upstream() -> None:
+    with FaultServer(host="::1") as upstream:
+        upstream.add("v6.example.test", "AAAA", 300, "2001:db8::60")
+        upstream.add("v6tcp.example.test", "AAAA", 300, "2001:db8::61")
+        with dockdns("--upstream", upstream.address) as daemon:
+            udp = ask(daemon.host, daemon.port, "v6.example.test", "AAAA")
+            tcp = ask(daemon.host, daemon.port, "v6tcp.example.test", "AAAA", tcp=True)
+    assert addresses(udp) == {"2001:db8::60"} and addresses(tcp) == {"2001:db8::61"}
+    assert upstream.count("v6.example.test", transport="udp") == 1
+    assert upstream.count("v6tcp.example.test", transport="tcp") == 1

@@ -63,7 +63,7 @@ class Dnsmasq:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -150,7 +150,7 @@ class FaultServer:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def count(self, name: str, rdtype: str | None = None, transport: str | None = None) -> int:
         name = name.lower().rstrip(".")
