@@ -116,6 +116,7 @@ class QueryLog:
     name: str
     rdtype: str
     transport: str
+    source: tuple[str, int] | None = None  # the client's address and port (UDP)
 
 
 @dataclass
@@ -228,11 +229,13 @@ class FaultServer:
             response.set_rcode(dns.rcode.REFUSED)
         return response
 
-    def _log(self, query: dns.message.Message, transport: str) -> None:
+    def _log(self, query: dns.message.Message, transport: str,
+             source: tuple[str, int] | None = None) -> None:
         question = query.question[0]
         with self._lock:
             self.queries.append(QueryLog(question.name.to_text(omit_final_dot=True).lower(),
-                                         dns.rdatatype.to_text(question.rdtype), transport))
+                                         dns.rdatatype.to_text(question.rdtype), transport,
+                                         source))
 
     def _serve_udp(self) -> None:
         assert self._udp is not None
@@ -249,7 +252,7 @@ class FaultServer:
                 continue
             if not query.question:
                 continue
-            self._log(query, "udp")
+            self._log(query, "udp", (addr[0], addr[1]))
             behaviour = self._behaviour(
                 query.question[0].name.to_text(omit_final_dot=True).lower())
             if behaviour.drop:
