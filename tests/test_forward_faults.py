@@ -151,6 +151,25 @@ def test_failover_skips_a_dead_upstream() -> None:
     assert "does not answer" in log
 
 
+def test_a_dead_upstream_is_asked_again_once_it_answers_a_probe() -> None:
+    with FaultServer(default=Behaviour(drop=True)) as first, FaultServer() as second:
+        for server in (first, second):
+            for n in range(4):
+                server.add(f"r{n}.recover.test", "A", 300, f"198.51.100.{32 + n}")
+        with dockdns("--upstream", first.address, "--upstream", second.address) as daemon:
+            for n in range(2):
+                ask(daemon.host, daemon.port, f"r{n}.recover.test", timeout=4)
+            wait_for(lambda: "does not answer" in daemon.log())
+            first.behave(Behaviour())  # back to life: the next probe gets an answer
+            wait_for(lambda: "answers again" in daemon.log())
+            for n in range(2, 4):
+                assert addresses(ask(daemon.host, daemon.port, f"r{n}.recover.test")) == \
+                    {f"198.51.100.{32 + n}"}
+    # The first upstream is preferred again as soon as it is back.
+    assert first.count("r2.recover.test") == first.count("r3.recover.test") == 1
+    assert second.count("r2.recover.test") == second.count("r3.recover.test") == 0
+
+
 def test_servfail_and_refused_fail_over_to_the_next_upstream() -> None:
     with FaultServer(default=Behaviour(rcode=dns.rcode.SERVFAIL)) as failing, \
             FaultServer(default=Behaviour(rcode=dns.rcode.REFUSED)) as refusing, \
