@@ -70,6 +70,28 @@ def parse_hostport(text: str, default_port: int | None) -> HostPort:
     return HostPort(str(address), port)
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class ForwardZone:
+    """Names under ``zone`` (lower case, no trailing dot; "" is the root) go to ``server``."""
+
+    zone: str
+    server: HostPort
+
+    def __str__(self) -> str:
+        return f"{self.zone or '.'}={self.server}"
+
+
+def parse_forward_zone(text: str) -> ForwardZone:
+    """``corp.example=10.0.0.1``, ``corp.example=[fd00::1]:5353`` -> ForwardZone."""
+    zone, sep, server = text.partition("=")
+    if not sep:
+        raise ValueError(f"{text!r}: expected ZONE=ADDR[:PORT]")
+    name = zone.strip().strip(".").lower()
+    if name and any(not label or len(label) > 63 for label in name.split(".")):
+        raise ValueError(f"{text!r}: {zone!r} is not a domain name")
+    return ForwardZone(name, parse_hostport(server, 53))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     listen: tuple[HostPort, ...] = (HostPort("127.0.0.11", 53),)
@@ -89,6 +111,15 @@ class Config:
     allow: tuple[IPNetwork, ...] = ()
     tcp_max: int = 1024
     tcp_idle_timeout: float = 10.0
+    # Forwarding (resolver/forwarder.py).
+    forward_zones: tuple[ForwardZone, ...] = ()
+    resolv_conf: str = "/etc/resolv.conf"
+    upstream_timeout: float = 1.0
+    max_inflight: int = 4096
+    cache_size: int = 10_000
+    cache_min_ttl: int = 0
+    cache_max_ttl: int = 86_400
+    serve_stale: bool = True
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -202,6 +233,10 @@ def _docker_url(value: Any) -> str:
     return text
 
 
+def _forward_zone(value: Any) -> ForwardZone:
+    return parse_forward_zone(_text(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     key: str  # the Config field, the TOML key, and DOCKDNS_<KEY>
@@ -245,6 +280,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tcp_max", _int_in(1, 1_000_000), "open TCP connections at most", metavar="N"),
     Setting("tcp_idle_timeout", _float_in(0.1, 3600), "close TCP connections idle this long",
             metavar="SECONDS"),
+    Setting("forward_zones", _forward_zone,
+            "send names under ZONE to this server instead (repeatable; longest zone wins)",
+            flag="--forward-zone", many=True, metavar="ZONE=ADDR[:PORT]"),
+    Setting("resolv_conf", _text, "where the default upstreams are read from when no "
+            "--upstream is given (re-read when it changes)", metavar="PATH"),
+    Setting("upstream_timeout", _float_in(0.05, 10.0), "how long one upstream attempt may take "
+            "before the next upstream is asked", metavar="SECONDS"),
+    Setting("max_inflight", _int_in(1, 1_000_000), "upstream queries outstanding at once; "
+            "beyond it new ones get SERVFAIL at once", metavar="N"),
+    Setting("cache_size", _int_in(0, 10_000_000), "answers kept in the cache (0: no cache)",
+            metavar="N"),
+    Setting("cache_min_ttl", _int_in(0, 86_400), "cache answers at least this long",
+            metavar="SECONDS"),
+    Setting("cache_max_ttl", _int_in(0, 2**31 - 1), "cache answers at most this long",
+            metavar="SECONDS"),
+    Setting("serve_stale", _bool, "answer from expired cache entries (TTL 30, up to a day old) "
+            "while every upstream fails (RFC 8767)"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -338,6 +390,9 @@ def validate(config: Config) -> None:
     for path in config.hosts_files:
         if Path(path).is_dir():
             raise ConfigError("hosts_files", f"{path} is a directory")
+    if config.cache_min_ttl > config.cache_max_ttl:
+        raise ConfigError("cache_min_ttl", f"{config.cache_min_ttl} is above cache_max_ttl "
+                          f"{config.cache_max_ttl}")
 
 
 def setting_keys() -> list[str]:

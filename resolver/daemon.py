@@ -20,6 +20,7 @@ from typing import Any
 from discovery.registry import Registry
 from resolver import reload
 from resolver.config import Config, ConfigError, HostPort
+from resolver.forwarder import CacheCounters, UpstreamForwarder
 from resolver.handler import AnswerSettings, QueryHandler
 from resolver.health import Health, SidecarCheck
 from resolver.http import HTTPServer, Response
@@ -72,7 +73,9 @@ class Daemon:
         self.config = config
         self.reread = reread
         self.registry = Registry()
-        self.handler = QueryHandler(self.registry, answer_settings(config))
+        self.forwarder = UpstreamForwarder(config)
+        self.handler = QueryHandler(self.registry, answer_settings(config),
+                                    forwarder=self.forwarder)
         if config.log_queries:
             self.handler.query_log = log_query
         self.sources: list[Source] = build_sources(config, self.registry)
@@ -93,8 +96,10 @@ class Daemon:
                                lambda: self.registry.snapshot)
         for engine in docker_metrics(self.sources):
             self.metrics.collector.attach_docker(engine)
+        self.metrics.collector.attach_upstreams(self.forwarder)
+        self.metrics.collector.attach_cache(CacheCounters(self.forwarder, self.handler.stats))
         self.http: HTTPServer | None = None
-        self.reconfigure_hooks: list[ReconfigureHook] = []
+        self.reconfigure_hooks: list[ReconfigureHook] = [self.forwarder.reconfigure]
         self.notifier = Notifier.from_environment()
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -112,6 +117,8 @@ class Daemon:
     async def startup(self) -> None:
         for source in self.sources:
             await source.start()
+        self.forwarder.start()
+        self.spawn(self.forwarder.run(), "forwarder")
         try:
             await self._bind()
             await self._serve_http()
@@ -120,10 +127,12 @@ class Daemon:
                 log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
         except (StartupError, PrivilegeError) as err:
             await self._close_listeners()
+            await self.forwarder.close()
             raise StartupError(str(err)) from None
         for source in self.sources:
             self.spawn(source.run(), f"source-{source.name}")
         self.health.listening = True
+        self.forwarder.source.describe()
         names = ", ".join(str(a) for a in self.config.listen)
         log.info("dockdns serving on %s (UDP and TCP), %d names in the registry", names,
                  self.registry.snapshot.name_count())
@@ -281,6 +290,7 @@ class Daemon:
             task.cancel()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=DRAIN_SECONDS)
+        await self.forwarder.close()
         self.notifier.close()
         stats = self.handler.stats
         log.info("dockdns stopped; answered %d queries (%d from the memo), dropped %d",

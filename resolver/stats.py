@@ -68,6 +68,12 @@ class QueryStats:
     def memo_hits(self) -> int:
         return sum(c for c, memo in zip(self.counts, self.memo, strict=True) if memo)
 
+    def memo_hits_from(self, source: str) -> int:
+        """Memo hits of answers labelled ``source`` (e.g. cached forwarded answers)."""
+        return sum(count for (_, _, label), count, memo
+                   in zip(self.labels, self.counts, self.memo, strict=True)
+                   if memo and label == source)
+
     def answered(self) -> int:
         return sum(self.counts)
 

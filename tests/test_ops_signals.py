@@ -29,6 +29,7 @@ from resolver.stats import SOURCE_FORWARD
 from resolver.views import View
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.net import addresses, ask, free_port
+from tests.support.upstream import FaultServer
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
@@ -300,3 +301,22 @@ def test_stop_drains_queries_in_flight_on_the_full_path(
     # ...and every answer reached its client.
     assert daemon.handler.stats.answered() == sum(client.replies for client in clients)
     assert "drained in-flight queries: 0 cancelled" in caplog.text
+
+
+def test_sighup_switches_upstreams_in_the_running_daemon(tmp_path: Path) -> None:
+    """End to end: a real daemon, two real upstreams, the config file edited, SIGHUP."""
+    with FaultServer() as first, FaultServer() as second:
+        first.add("where.test", "A", 300, "192.0.2.1")
+        second.add("where.test", "A", 300, "192.0.2.2")
+        second.add("fresh.test", "A", 300, "192.0.2.3")
+        toml = tmp_path / "dockdns.toml"
+        toml.write_text(f'upstreams = ["{first.address}"]\n')
+        with dockdns("--config", str(toml)) as daemon:
+            assert addresses(ask(daemon.host, daemon.port, "where.test")) == {"192.0.2.1"}
+            toml.write_text(f'upstreams = ["{second.address}"]\n')
+            daemon.signal(signal.SIGHUP)
+            wait_for(lambda: "config reloaded" in daemon.log(), "the reload")
+            assert addresses(ask(daemon.host, daemon.port, "fresh.test")) == {"192.0.2.3"}
+            assert second.count("fresh.test") == 1 and first.count("fresh.test") == 0
+            # What was cached from the first upstream stays until its TTL runs out.
+            assert addresses(ask(daemon.host, daemon.port, "where.test")) == {"192.0.2.1"}

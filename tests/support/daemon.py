@@ -77,6 +77,9 @@ def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
     ``--no-metrics`` with ``metrics=False``: many daemons run at once, and the default port 9153
     could be taken. Every test that can reach the forwarder must pass ``--upstream`` on loopback
     itself.
+    Every test that can reach the forwarder must pass ``--upstream`` on loopback itself. As a
+    safety net the default upstreams are read from an empty file instead of the host's
+    /etc/resolv.conf, so a test that forgets gets SERVFAIL rather than traffic off the machine.
     """
     port = port or free_port(host)
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -92,7 +95,8 @@ def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
                                      delete=False) as log_file:
         log_path = Path(log_file.name)
         process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO,
-                                   env={**os.environ, **(env or {})})
+                                   env={**os.environ, "DOCKDNS_RESOLV_CONF": os.devnull,
+                                        **(env or {})})
     try:
         _wait_listening(host, port, process, log_path, start_timeout)
         if metrics_port is not None:
