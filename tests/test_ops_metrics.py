@@ -15,8 +15,9 @@ from resolver.http import HTTPServer, Response
 from resolver.metrics import Metrics, names_per_source
 from resolver.stats import SOURCE_LOCAL, DurationHistogram, QueryStats
 from tests.support.daemon import REPO, command, dockdns, http_get
-from tests.support.net import ask, free_port
+from tests.support.net import addresses, ask, free_port
 from tests.support.scrape import scrape, value
+from tests.support.upstream import FaultServer
 
 
 def test_counters_change_as_queries_arrive(hosts_file: str) -> None:
@@ -219,3 +220,18 @@ def test_metrics_port_in_use_is_one_line_and_exit_1() -> None:
     assert done.stderr.splitlines() == [
         f"dockdns: cannot listen on 127.0.0.1:{port}: the address is already in use; stop the "
         f"other server or choose another with --metrics-listen (or --no-metrics)"]
+
+
+def test_forwarder_and_cache_metrics_over_http() -> None:
+    with FaultServer() as upstream:
+        upstream.add("ext.test", "A", 300, "198.51.100.7")
+        with dockdns("--upstream", upstream.address) as daemon:
+            for _ in range(3):
+                assert addresses(ask(daemon.host, daemon.port, "ext.test")) == {"198.51.100.7"}
+            samples = scrape(daemon.metrics_port)
+    assert value(samples, "dockdns_upstream_requests_total", upstream=upstream.address,
+                 outcome="ok") == 1
+    assert value(samples, "dockdns_upstream_inflight") == 0
+    assert value(samples, "dockdns_cache_entries") == 1
+    assert value(samples, "dockdns_cache_misses_total") == 1
+    assert value(samples, "dockdns_cache_hits_total") == 2
