@@ -16,6 +16,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
+from discovery.docker_source import DockerSource, default_hosts
 from discovery.hosts import HostsSource
 from discovery.registry import Registry
 from resolver.config import Config, HostPort
@@ -27,6 +28,10 @@ log = logging.getLogger("dockdns")
 
 # How long in-flight queries may take to finish once a stop was asked for.
 DRAIN_SECONDS = 2.0
+# How long startup waits for the Docker engines' first listing before it serves anyway, so that
+# container names answer from the first query when the engine is there, and an unreachable or
+# slow engine delays nothing much.
+DOCKER_FIRST_SYNC_SECONDS = 5.0
 
 
 class StartupError(Exception):
@@ -34,7 +39,8 @@ class StartupError(Exception):
 
 
 def answer_settings(config: Config) -> AnswerSettings:
-    return AnswerSettings(ttl=config.ttl, domain=config.domain)
+    return AnswerSettings(ttl=config.ttl, domain=config.domain,
+                          default_bridge_names=config.default_bridge_names)
 
 
 def _bind_problem(address: HostPort, err: OSError) -> str:
@@ -56,6 +62,11 @@ class Daemon:
         self.registry = Registry()
         self.handler = QueryHandler(self.registry, answer_settings(config))
         self.hosts = HostsSource(self.registry, list(config.hosts_files))
+        self.docker: list[DockerSource] = []
+        if config.docker:
+            hosts = dict.fromkeys(config.docker_hosts or default_hosts())
+            self.docker = [DockerSource(self.registry, host, config.include_unhealthy)
+                           for host in hosts]
         self.udp_transports: list[asyncio.DatagramTransport] = []
         self.udp_listeners: list[UDPListener] = []
         self.tcp_servers: list[asyncio.Server] = []
@@ -80,6 +91,7 @@ class Daemon:
         self.hosts.load()
         if self.config.hosts_files:
             self.spawn(self.hosts.watch(), "hosts-watch")
+        await self._start_docker()
         try:
             await self._bind()
         except StartupError:
@@ -88,6 +100,14 @@ class Daemon:
         names = ", ".join(str(a) for a in self.config.listen)
         log.info("dockdns serving on %s (UDP and TCP), %d names in the registry", names,
                  self.registry.snapshot.name_count())
+
+    async def _start_docker(self) -> None:
+        for source in self.docker:
+            self.spawn(source.run(), f"docker {source.host}")
+        if self.docker:
+            settled = [source.settled.wait() for source in self.docker]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*settled), DOCKER_FIRST_SYNC_SECONDS)
 
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
@@ -151,6 +171,8 @@ class Daemon:
         for connection in list(self.tcp_state.connections):
             if connection.transport is not None:
                 connection.transport.close()
+        for source in self.docker:
+            source.close()
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
