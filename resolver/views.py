@@ -42,8 +42,10 @@ class View:
 
 
 def lookup_order(networks: list[Network]) -> tuple[str, ...]:
-    """Docker's order: Swarm-scoped networks first, then the rest, each by name."""
-    ordered = sorted(networks, key=lambda n: (n.scope != SCOPE_SWARM, n.name))
+    """Docker's order: Swarm-scoped networks first, then the rest; within each, internal
+    networks after the others (libnetwork sorts a sandbox's endpoints that way, since an internal
+    network cannot be the gateway), then by name."""
+    ordered = sorted(networks, key=lambda n: (n.scope != SCOPE_SWARM, n.internal, n.name))
     return tuple(n.name for n in ordered)
 
 

@@ -206,6 +206,7 @@ class Net:
     subnet: str
     gateway: str
     subnet6: str | None = None
+    internal: bool = False
 
 
 @dataclass
@@ -289,7 +290,7 @@ class Lab:
                 if "overlap" in str(err).lower():
                     continue  # another test run took the same subnet a moment ago
                 raise
-            net = Net(name, created.id, subnet, gateway, subnet6)
+            net = Net(name, created.id, subnet, gateway, subnet6, internal)
             self.networks[name] = net
             return net
         raise RuntimeError(f"could not find a free subnet for {name}")
@@ -350,7 +351,7 @@ class Lab:
         its user-defined networks (container names and endpoint aliases, which hold the short ID
         and hostname) and the addresses there, limited to the lab's own containers."""
         attached = set(box.inspect()["NetworkSettings"]["Networks"]) & set(self.networks)
-        names: dict[str, set[str]] = {network.lower(): set() for network in attached}
+        names: dict[str, set[str]] = {network: set() for network in attached}
         addresses: set[str] = set()
         for other in self.boxes.values():
             try:
@@ -362,8 +363,8 @@ class Lab:
             for network, endpoint in data["NetworkSettings"]["Networks"].items():
                 if network not in attached or not endpoint.get("IPAddress"):
                     continue
-                names[network.lower()].add(data["Name"].lstrip("/").lower())
-                names[network.lower()].update(a.lower() for a in endpoint.get("Aliases") or ())
+                names[network].add(data["Name"].lstrip("/").lower())
+                names[network].update(a.lower() for a in endpoint.get("Aliases") or ())
                 addresses.update(a for a in (endpoint.get("IPAddress"),
                                              endpoint.get("GlobalIPv6Address")) if a)
         return names, addresses
@@ -371,15 +372,16 @@ class Lab:
     def knows(self, box: Box, name: str) -> bool:
         """Whether Docker's resolver in ``box`` answers ``name`` itself: a lab name on one of the
         box's networks, as ``n`` or ``n.network`` (Docker's split rule), or the reverse name of
-        a lab address on one of them. Anything else Docker would forward off the machine."""
+        a lab address on one of them. Anything else Docker would forward off the machine.
+        As in Docker, the name is matched in any case but the network name only exactly."""
         names, addresses = self._visible(box)
-        lowered = name.lower().rstrip(".")
-        if lowered.endswith((".in-addr.arpa", ".ip6.arpa")):
-            address = dns.reversename.to_address(dns.name.from_text(lowered))
+        name = name.rstrip(".")
+        if name.lower().endswith((".in-addr.arpa", ".ip6.arpa")):
+            address = dns.reversename.to_address(dns.name.from_text(name.lower()))
             return address in addresses
-        labels = lowered.split(".")
+        labels = name.split(".")
         for cut in range(len(labels), 0, -1):
-            head, tail = ".".join(labels[:cut]), ".".join(labels[cut:])
+            head, tail = ".".join(labels[:cut]).lower(), ".".join(labels[cut:])
             if tail and head in names.get(tail, ()):
                 return True
             if not tail and any(head in on_network for on_network in names.values()):
