@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -141,6 +142,13 @@ class DockerSource:
             delay = min(delay * 2, MAX_BACKOFF)
 
     def _client(self) -> docker.APIClient:
+        """A client speaking the engine's API version. Blocking: call it in a thread."""
+        if self.host.startswith("unix://"):
+            # The SDK leaks its socket when a unix socket refuses the connection (a
+            # ResourceWarning per retry), so that case is found out here first.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(REQUEST_TIMEOUT)
+                probe.connect(self.host[len("unix://"):])
         return docker.APIClient(base_url=self.host, version="auto", timeout=REQUEST_TIMEOUT)
 
     async def _session(self) -> str:
