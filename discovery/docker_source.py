@@ -56,6 +56,10 @@ _RFC3339 = re.compile(r"(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fractio
                       r"(?P<zone>Z|[+-]\d\d:\d\d)")
 
 
+# Container events after which it certainly does not run.
+STOPPED_ACTIONS = frozenset({"die", "stop", "destroy"})
+
+
 def default_hosts() -> tuple[str, ...]:
     return (os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,)
 
@@ -214,6 +218,13 @@ class DockerSource:
         self.events_total += 1
         self.last_event = time.time()
         if event.kind == "container":
+            if event.action in STOPPED_ACTIONS and event.actor in self._containers:
+                # Certain without asking: it no longer runs. Applied at once, because an engine
+                # that is shutting down stops its containers and then answers no inspect; a
+                # restart shows up as a later start event.
+                self._containers.pop(event.actor, None)
+                self._entries.pop(event.actor, None)
+                self._publish()
             self._stale_containers.add(event.actor)
         else:
             self._stale_networks = True

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +26,7 @@ from resolver.views import ViewTable
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.engine import Box, Lab, Question, lab, wait_for
 from tests.support.net import addresses, ask, free_port
+from tests.support.quiet_upstream import refusing_upstream
 
 pytestmark = pytest.mark.docker
 
@@ -42,19 +41,8 @@ SLOW_HEALTH_CHECK = {**HEALTH_CHECK, "interval": 3_600_000_000_000}
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    """dnsmasq on loopback with no upstream of its own: REFUSED for every name."""
-    if shutil.which("dnsmasq") is None:
-        pytest.skip("dnsmasq is not installed (dnsmasq-base)")
-    port = free_port()
-    process = subprocess.Popen(
-        ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
-         "--listen-address=127.0.0.1", f"--port={port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with refusing_upstream() as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -190,9 +191,12 @@ def used_subnets(client: docker.DockerClient) -> list[ipaddress.IPv4Network |
     return subnets
 
 
-def free_subnet(client: docker.DockerClient, pool: str, prefixlen: int) -> str:
-    """The first subnet of ``pool`` that no network on the engine overlaps."""
+def free_subnet(client: docker.DockerClient, pool: str, prefixlen: int,
+                others: Iterable[docker.DockerClient] = ()) -> str:
+    """The first subnet of ``pool`` that no network on the engine (or ``others``) overlaps."""
     used = used_subnets(client)
+    for other in others:
+        used += used_subnets(other)
     for candidate in ipaddress.ip_network(pool).subnets(new_prefix=prefixlen):
         if not any(candidate.version == u.version and candidate.overlaps(u) for u in used):
             return str(candidate)
@@ -256,6 +260,8 @@ class Lab:
     prefix: str  # e.g. "dd-": every name starts with it
     pool: str = "10.250.0.0/16"  # IPv4 subnets (/24) are taken from here
     pool6: str = "fd00:250::/48"  # IPv6 subnets (/64) are taken from here
+    # Other engines on this host whose subnets must be avoided too (their bridges share routes).
+    others: tuple[docker.DockerClient, ...] = ()
     networks: dict[str, Net] = field(default_factory=dict)
     boxes: dict[str, Box] = field(default_factory=dict)
 
@@ -273,12 +279,12 @@ class Lab:
         """A network with a fresh /24 of the lab's pool; its gateway is the subnet's first IP."""
         self._named(name)
         for _ in range(20):
-            subnet = free_subnet(self.client, self.pool, 24)
+            subnet = free_subnet(self.client, self.pool, 24, self.others)
             gateway = str(next(ipaddress.ip_network(subnet).hosts()))
             pools = [docker.types.IPAMPool(subnet=subnet, gateway=gateway)]
             subnet6 = None
             if ipv6:
-                subnet6 = free_subnet(self.client, self.pool6, 64)
+                subnet6 = free_subnet(self.client, self.pool6, 64, self.others)
                 pools.append(docker.types.IPAMPool(
                     subnet=subnet6, gateway=str(next(ipaddress.ip_network(subnet6).hosts()))))
             try:
@@ -436,3 +442,161 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05,
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} did not happen within {timeout:.0f} s")
         time.sleep(interval)
+
+
+@dataclass
+class PrivateEngine:
+    """A second dockerd of the test's own, beside the shared one: its own data root, exec root,
+    pidfile, socket, containerd and containerd namespaces; no default bridge and no iptables, so
+    it touches nothing the shared engine owns. The test may stop, kill and restart it at will.
+
+    Its containerd is started here rather than by dockerd: a containerd that dockerd started dies
+    with a killed dockerd and stays a zombie where PID 1 does not reap (as on these machines),
+    and the next dockerd then waits for it forever. Started here, it is this process's child,
+    outlives a killed dockerd (as containerd does in a real crash), and the restarted dockerd
+    finds its containers again."""
+
+    root: Path
+    namespace: str
+    process: subprocess.Popen[bytes] | None = None
+    containerd: subprocess.Popen[bytes] | None = None
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.root / "containerd.sock"
+
+    def start_containerd(self) -> None:
+        config = self.root / "containerd.toml"
+        config.write_text(
+            "version = 2\n"
+            f'root = "{self.root}/containerd/root"\n'
+            f'state = "{self.root}/containerd/state"\n'
+            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+            f'[grpc]\n  address = "{self.containerd_socket}"\n'
+            '[debug]\n  address = ""\n'
+            f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{self.root}/containerd/opt"\n')
+        with (self.root / "containerd.log").open("ab") as log:
+            self.containerd = subprocess.Popen(
+                ["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + ENGINE_START_SECONDS
+        while not self.containerd_socket.exists():
+            if self.containerd.poll() is not None or time.monotonic() > deadline:
+                tail = (self.root / "containerd.log").read_text(errors="replace")[-1500:]
+                raise EngineUnavailable(f"private containerd did not come up:\n{tail}")
+            time.sleep(0.1)
+
+    def stop_containerd(self) -> None:
+        if self.containerd is not None and self.containerd.poll() is None:
+            self.containerd.terminate()
+            try:
+                self.containerd.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.containerd.kill()
+                self.containerd.wait()
+
+    @property
+    def socket_path(self) -> Path:
+        return self.root / "docker.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def argv(self) -> list[str]:
+        return ["dockerd", "--config-file", str(self.root / "daemon.json"),
+                "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+                "--pidfile", str(self.root / "docker.pid"), "-H", self.url,
+                "--bridge=none", "--iptables=false", "--ip-masq=false",
+                "--containerd", str(self.containerd_socket),
+                "--containerd-namespace", self.namespace,
+                "--containerd-plugins-namespace", f"{self.namespace}-plugins",
+                "--shutdown-timeout", "1"]
+
+    def client(self) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.url, timeout=60)
+
+    def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        with (self.root / "dockerd.log").open("ab") as log:
+            self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + ENGINE_START_SECONDS
+        while not self.socket_path.exists() or not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = (self.root / "dockerd.log").read_text(errors="replace")[-1500:]
+                raise EngineUnavailable(f"private dockerd did not come up:\n{tail}")
+            time.sleep(0.2)
+
+    def _answers(self) -> bool:
+        try:
+            client = self.client()
+        except docker.errors.DockerException:
+            return False
+        try:
+            return _ping(client)
+        finally:
+            client.close()
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop dockerd: SIGTERM (it stops its containers first) or SIGKILL (a crash: the
+        containers keep running under their shims until dockerd is back)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def private_engine(tag: str) -> Iterator[PrivateEngine]:
+    """A private dockerd for this test (skip without dockerd; fail with CI=true)."""
+    if shutil.which("dockerd") is None or shutil.which("containerd") is None or os.geteuid():
+        reason = "a private engine needs dockerd, containerd and root"
+        if IN_CI:
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/tmp"))
+    (root / "daemon.json").write_text("{}")
+    engine = PrivateEngine(root, namespace=f"dockdns-{root.name}")
+    try:
+        try:
+            engine.start_containerd()
+            engine.start()
+        except EngineUnavailable as err:
+            if IN_CI:
+                pytest.fail(str(err), pytrace=False)
+            pytest.skip(str(err))
+        ensure_image(engine.client())
+        yield engine
+    finally:
+        # Back up if the test left it stopped: its networks (host bridges) go through its API.
+        with contextlib.suppress(EngineUnavailable):
+            if engine.containerd is not None and engine.containerd.poll() is None:
+                engine.start()
+        if engine.process is not None and engine.process.poll() is None:
+            with contextlib.suppress(Exception):
+                client = engine.client()
+                for container in client.containers.list(all=True):
+                    container.remove(force=True)
+                for network in client.networks.list():
+                    if network.name not in ("host", "none", "bridge"):
+                        network.remove()
+                client.close()
+        engine.stop()
+        engine.stop_containerd()
+        _unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _unmount_under(root: Path) -> None:
+    """Unmount what a killed dockerd left mounted under ``root`` (it mounts its data root on
+    itself), deepest first, so that the directory can go."""
+    with open("/proc/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    inside = [p for p in points if p == str(root) or p.startswith(f"{root}/")]
+    for point in sorted(set(inside), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
