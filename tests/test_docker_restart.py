@@ -9,6 +9,7 @@ address) and the other vanishes: dockdns lists again and prunes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import dns.rcode
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.docker
 
 # Subnets of the private engine: the top of the dd- range, away from the other dd- tests.
 PRIVATE_POOL = "10.250.192.0/18"
+# The private engine's default bridge: the last /24 of that pool.
+PRIVATE_BRIDGE = "10.250.255.1/24"
 
 
 def _sees(daemon: RunningDaemon, name: str) -> set[str]:
@@ -46,8 +49,9 @@ def shared() -> Iterator[Lab]:
 
 
 def test_engine_restart_prunes_and_merges(shared: Lab) -> None:
-    with private_engine("dd-pe") as engine, refusing_upstream() as upstream:
-        private = Lab(engine.client(), "dd-p", pool=PRIVATE_POOL, others=(shared.client,))
+    with (private_engine("dd-pe", PRIVATE_BRIDGE) as engine, refusing_upstream() as upstream,
+          contextlib.closing(engine.client()) as private_client):
+        private = Lab(private_client, "dd-p", pool=PRIVATE_POOL, others=(shared.client,))
         private.network("dd-pnet")
         # Created first so that it holds the lowest address, which the kept one may take.
         gone = private.container("dd-pgone", "dd-pnet")

@@ -447,8 +447,13 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05,
 @dataclass
 class PrivateEngine:
     """A second dockerd of the test's own, beside the shared one: its own data root, exec root,
-    pidfile, socket, containerd and containerd namespaces; no default bridge and no iptables, so
-    it touches nothing the shared engine owns. The test may stop, kill and restart it at will.
+    pidfile, socket, containerd and containerd namespaces, its own default-bridge interface and
+    no iptables, so it touches nothing the shared engine owns. The test may stop, kill and
+    restart it at will.
+
+    Not ``--bridge=none``: a dockerd started so deletes the host's ``docker0`` interface
+    (libnetwork's removeDefaultBridgeInterface), pulling it from under the shared engine. The
+    bridge here is made by the test, with an address of the test's (``bridge_address``).
 
     Its containerd is started here rather than by dockerd: a containerd that dockerd started dies
     with a killed dockerd and stays a zombie where PID 1 does not reap (as on these machines),
@@ -458,8 +463,21 @@ class PrivateEngine:
 
     root: Path
     namespace: str
+    bridge: str  # the interface of its default bridge network, made by the test
+    bridge_address: str  # e.g. 10.250.255.1/24
     process: subprocess.Popen[bytes] | None = None
     containerd: subprocess.Popen[bytes] | None = None
+
+    def make_bridge(self) -> None:
+        for argv in (["ip", "link", "add", self.bridge, "type", "bridge"],
+                     ["ip", "addr", "add", self.bridge_address, "dev", self.bridge],
+                     ["ip", "link", "set", self.bridge, "up"]):
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise EngineUnavailable(f"{' '.join(argv)}: {done.stderr.strip()}")
+
+    def remove_bridge(self) -> None:
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
 
     @property
     def containerd_socket(self) -> Path:
@@ -507,7 +525,7 @@ class PrivateEngine:
         return ["dockerd", "--config-file", str(self.root / "daemon.json"),
                 "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "--pidfile", str(self.root / "docker.pid"), "-H", self.url,
-                "--bridge=none", "--iptables=false", "--ip-masq=false",
+                "--bridge", self.bridge, "--iptables=false", "--ip-masq=false",
                 "--containerd", str(self.containerd_socket),
                 "--containerd-namespace", self.namespace,
                 "--containerd-plugins-namespace", f"{self.namespace}-plugins",
@@ -552,8 +570,9 @@ class PrivateEngine:
 
 
 @contextlib.contextmanager
-def private_engine(tag: str) -> Iterator[PrivateEngine]:
-    """A private dockerd for this test (skip without dockerd; fail with CI=true)."""
+def private_engine(tag: str, bridge_address: str) -> Iterator[PrivateEngine]:
+    """A private dockerd for this test (skip without dockerd; fail with CI=true); its default
+    bridge gets ``bridge_address`` (ADDRESS/PREFIX, a subnet of the test's own range)."""
     if shutil.which("dockerd") is None or shutil.which("containerd") is None or os.geteuid():
         reason = "a private engine needs dockerd, containerd and root"
         if IN_CI:
@@ -561,16 +580,19 @@ def private_engine(tag: str) -> Iterator[PrivateEngine]:
         pytest.skip(reason)
     root = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/tmp"))
     (root / "daemon.json").write_text("{}")
-    engine = PrivateEngine(root, namespace=f"dockdns-{root.name}")
+    engine = PrivateEngine(root, namespace=f"dockdns-{root.name}",
+                           bridge=f"{tag[:6]}{os.getpid() % 100000}", bridge_address=bridge_address)
     try:
         try:
+            engine.make_bridge()
             engine.start_containerd()
             engine.start()
         except EngineUnavailable as err:
             if IN_CI:
                 pytest.fail(str(err), pytrace=False)
             pytest.skip(str(err))
-        ensure_image(engine.client())
+        with contextlib.closing(engine.client()) as client:
+            ensure_image(client)
         yield engine
     finally:
         # Back up if the test left it stopped: its networks (host bridges) go through its API.
@@ -578,16 +600,15 @@ def private_engine(tag: str) -> Iterator[PrivateEngine]:
             if engine.containerd is not None and engine.containerd.poll() is None:
                 engine.start()
         if engine.process is not None and engine.process.poll() is None:
-            with contextlib.suppress(Exception):
-                client = engine.client()
+            with contextlib.suppress(Exception), contextlib.closing(engine.client()) as client:
                 for container in client.containers.list(all=True):
                     container.remove(force=True)
                 for network in client.networks.list():
                     if network.name not in ("host", "none", "bridge"):
                         network.remove()
-                client.close()
         engine.stop()
         engine.stop_containerd()
+        engine.remove_bridge()
         _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
 
