@@ -548,6 +548,13 @@ class PrivateEngine:
             time.sleep(0.2)
 
     def _answers(self) -> bool:
+        # The SDK leaks its socket when a connect is refused (a killed dockerd leaves its
+        # socket file behind): find that out with a socket closed here first.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket_path))
+            except OSError:
+                return False
         try:
             client = self.client()
         except docker.errors.DockerException:
