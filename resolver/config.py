@@ -99,6 +99,8 @@ class Config:
     upstreams: tuple[HostPort, ...] = ()
     docker: bool = True
     docker_hosts: tuple[str, ...] = ()
+    default_bridge_names: bool = False
+    include_unhealthy: bool = False
     ttl: int = 600
     domain: str | None = None
     metrics: bool = True
@@ -261,6 +263,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("docker", _bool, "watch the Docker engine for container names"),
     Setting("docker_hosts", _docker_url, "Docker engine URL (repeatable; default DOCKER_HOST "
             "or unix:///var/run/docker.sock)", flag="--docker-host", many=True, metavar="URL"),
+    Setting("default_bridge_names", _bool, "answer names of containers on Docker's default "
+            "bridge network too (Docker itself gives them none)"),
+    Setting("include_unhealthy", _bool, "keep containers whose health check says unhealthy or "
+            "starting in answers"),
     Setting("ttl", _int_in(0, 2**31 - 1), "TTL of answers from the registry", metavar="SECONDS"),
     Setting("domain", _domain, "also answer NAME.SUFFIX and NAME.NETWORK.SUFFIX",
             metavar="SUFFIX"),

@@ -38,6 +38,10 @@ log = logging.getLogger("dockdns")
 
 # How long in-flight queries may take to finish once a stop was asked for.
 DRAIN_SECONDS = 2.0
+# How long startup waits for the Docker engines' first listing before it serves anyway, so that
+# container names answer from the first query when the engine is there, and an unreachable or
+# slow engine delays nothing much.
+FIRST_SYNC_SECONDS = 5.0
 
 # Called with the new config after SIGHUP; the forwarder registers one to take new upstreams,
 # zones and cache settings.
@@ -50,7 +54,8 @@ class StartupError(Exception):
 
 def answer_settings(config: Config) -> AnswerSettings:
     return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow,
-                          as_container=config.as_container)
+                          as_container=config.as_container,
+                          default_bridge_names=config.default_bridge_names)
 
 
 def _bind_problem(address: HostPort, err: OSError, what: str = "listen") -> str:
@@ -119,6 +124,9 @@ class Daemon:
             await source.start()
         self.forwarder.start()
         self.spawn(self.forwarder.run(), "forwarder")
+        for source in self.sources:
+            self.spawn(source.run(), f"source-{source.name}")
+        await self._first_sync()
         try:
             await self._bind()
             await self._serve_http()
@@ -127,10 +135,12 @@ class Daemon:
                 log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
         except (StartupError, PrivilegeError) as err:
             await self._close_listeners()
+            for source in self.sources:
+                source.close()
+            for task in list(self.tasks):
+                task.cancel()
             await self.forwarder.close()
             raise StartupError(str(err)) from None
-        for source in self.sources:
-            self.spawn(source.run(), f"source-{source.name}")
         self.health.listening = True
         self.forwarder.source.describe()
         names = ", ".join(str(a) for a in self.config.listen)
@@ -145,6 +155,14 @@ class Daemon:
         # for, so systemd starts dependants only once container names resolve.
         await self.health.wait_ready()
         self.notifier.send(READY="1", STATUS="serving", MAINPID=str(os.getpid()))
+
+    async def _first_sync(self) -> None:
+        """Give remote sources (Docker engines, Swarm managers) a bounded wait for their first
+        sync, all at once, so that the first queries are answered from a full registry; an
+        unreachable engine does not keep the daemon from serving."""
+        waits = [source.first_sync() for source in self.sources]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits), FIRST_SYNC_SECONDS)
 
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
@@ -286,6 +304,8 @@ class Daemon:
                 connection.transport.close()
         if self.http is not None:
             await self.http.close()
+        for source in self.sources:
+            source.close()
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:

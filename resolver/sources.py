@@ -5,7 +5,7 @@ must be there for the first query), then runs ``run()`` as a background task; ``
 and ``dockdns registry`` call ``load()`` once and read the snapshot, with no daemon. SIGHUP calls
 ``reconfigure()`` with the new config.
 
-To add a source (the Docker source), add a factory to ``FACTORIES``: it gets the config and the
+To add a source, add a factory to ``FACTORIES``: it gets the config and the
 registry and returns the sources to run (none when disabled). A source that gates readiness also
 satisfies ``resolver.health.Readiness``; one with metrics satisfies
 ``resolver.metrics.DockerMetrics``; the daemon attaches both when it finds them (``readiness()``,
@@ -14,14 +14,20 @@ satisfies ``resolver.health.Readiness``; one with metrics satisfies
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
+from discovery.docker_source import DockerSource, default_hosts
 from discovery.hosts import HostsSource
 from discovery.registry import Registry
 from resolver.config import Config
 from resolver.health import Readiness
 from resolver.metrics import DockerMetrics
+
+# How long `dockdns check` / `dockdns registry` wait for an engine's first listing.
+LOAD_TIMEOUT = 15.0
 
 
 class Source(Protocol):
@@ -42,6 +48,14 @@ class Source(Protocol):
 
     def reconfigure(self, config: Config) -> None:
         """Apply a re-read config (SIGHUP)."""
+        ...
+
+    async def first_sync(self) -> None:
+        """Return once the first sync was done or failed (startup waits on it, bounded)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of connections and threads (shutdown); ``run`` is cancelled by the daemon."""
         ...
 
 
@@ -68,6 +82,74 @@ class HostsFiles:
             self.paths = list(config.hosts_files)
             self.hosts.set_paths(self.paths)
 
+    async def first_sync(self) -> None:
+        return None  # loaded in start()
+
+    def close(self) -> None:
+        return None
+
+
+class DockerEngine:
+    """One Docker engine (discovery/docker_source.py) as a ``Source``, a readiness check for
+    /readyz and systemd's READY=1, and the dockdns_docker_* metrics."""
+
+    def __init__(self, config: Config, registry: Registry, host: str) -> None:
+        self.source = DockerSource(registry, host, config.include_unhealthy)
+        self.name = self.source.name
+        self.engine = host
+
+    async def start(self) -> None:
+        return None  # nothing remote may be waited on before the daemon listens
+
+    async def run(self) -> None:
+        await self.source.run()
+
+    async def first_sync(self) -> None:
+        await self.source.settled.wait()
+
+    async def load(self) -> None:
+        """Sync once (for `dockdns check`/`registry`): raise if the engine cannot be reached."""
+        task = asyncio.get_running_loop().create_task(self.source.run())
+        try:
+            await asyncio.wait_for(self.source.settled.wait(), LOAD_TIMEOUT)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.source.close()
+        if not self.source.ready:
+            raise ConnectionError(f"docker engine {self.engine}: {self.source.error}")
+
+    def reconfigure(self, config: Config) -> None:
+        self.source.set_include_unhealthy(config.include_unhealthy)
+
+    def close(self) -> None:
+        self.source.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.source.ready and self.source.connected
+
+    @property
+    def reason(self) -> str:
+        if self.source.connected and self.source.ready:
+            return ""
+        if self.source.error:
+            return f"docker engine {self.engine} unreachable: {self.source.error}"
+        return f"docker engine {self.engine}: first sync not done yet"
+
+    @property
+    def events(self) -> int:
+        return self.source.events_total
+
+    @property
+    def connected(self) -> bool:
+        return self.source.connected
+
+    @property
+    def last_sync(self) -> float | None:
+        return self.source.last_sync
+
 
 SourceFactory = Callable[[Config, Registry], list[Source]]
 
@@ -77,8 +159,14 @@ def _hosts_files(config: Config, registry: Registry) -> list[Source]:
     return [HostsFiles(config, registry)]
 
 
-# The Docker source adds its factory here (it returns [] when config.docker is false).
-FACTORIES: list[SourceFactory] = [_hosts_files]
+def _docker_engines(config: Config, registry: Registry) -> list[Source]:
+    if not config.docker:
+        return []
+    hosts = dict.fromkeys(config.docker_hosts or default_hosts())
+    return [DockerEngine(config, registry, host) for host in hosts]
+
+
+FACTORIES: list[SourceFactory] = [_hosts_files, _docker_engines]
 
 
 def build_sources(config: Config, registry: Registry) -> list[Source]:

@@ -9,6 +9,7 @@ answers: the hot path is one dictionary lookup for the view and one for the answ
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -42,9 +43,22 @@ class View:
         memo[key] = entry
 
 
+def is_local_address(address: str) -> bool:
+    """Whether ``address`` belongs to this host: only a local address can be bound to."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
 def lookup_order(networks: list[Network]) -> tuple[str, ...]:
-    """Docker's order: Swarm-scoped networks first, then the rest, each by name."""
-    ordered = sorted(networks, key=lambda n: (n.scope != SCOPE_SWARM, n.name))
+    """Docker's order: Swarm-scoped networks first, then the rest; within each, internal
+    networks after the others (libnetwork sorts a sandbox's endpoints that way, since an internal
+    network cannot be the gateway), then by name."""
+    ordered = sorted(networks, key=lambda n: (n.scope != SCOPE_SWARM, n.internal, n.name))
     return tuple(n.name for n in ordered)
 
 
@@ -84,9 +98,11 @@ class ViewTable:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        if ip.is_loopback:
+        if ip.is_loopback or any(ip in network for network in self._allowed):
             return True
-        return any(ip in network for network in self._allowed)
+        # The host itself, whatever address the kernel picked as the source (a query from the
+        # host to a bridge gateway may leave from the primary interface's address).
+        return is_local_address(str(ip))
 
     def _names_visible(self, network: Network) -> bool:
         return self._default_bridge_names or not network.default_bridge

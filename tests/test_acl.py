@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from resolver.views import is_local_address
 from tests.support.daemon import dockdns
 from tests.support.net import addresses, ask, free_port
 from tests.support.netns import Namespace, namespace
@@ -49,3 +50,11 @@ def test_allow_admits_a_cidr(client: Namespace, hosts: str) -> None:
         out = dig_from(client, server.host, server.port, "web1", "+short")
         assert out.split() == ["10.1.2.3"]
         assert addresses(ask(server.host, server.port, "web1", tcp=True)) == {"10.1.2.3"}
+
+
+def test_the_hosts_own_addresses_are_allowed(client: Namespace, hosts: str) -> None:
+    # The host end of the veth pair is this host's; the namespace end is not.
+    assert is_local_address(client.host_address)
+    assert not is_local_address(client.address)
+    with dockdns("--hosts-file", hosts, host=client.host_address) as server:
+        assert addresses(ask(server.host, server.port, "web1")) == {"10.1.2.3"}
