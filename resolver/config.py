@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from discovery.model import IPNetwork
+
 ENV_PREFIX = "DOCKDNS_"
 
 
@@ -77,6 +79,9 @@ class Config:
     domain: str | None = None
     metrics_listen: HostPort = HostPort("127.0.0.1", 9153)
     log_level: str = "info"
+    allow: tuple[IPNetwork, ...] = ()
+    tcp_max: int = 1024
+    tcp_idle_timeout: float = 10.0
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -106,6 +111,27 @@ def _int_in(low: int, high: int) -> Parser:
             raise ValueError(f"{value} is outside {low}..{high}")
         return value
     return parse
+
+
+def _float_in(low: float, high: float) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+        if not low <= number <= high:
+            raise ValueError(f"{number:g} is outside {low:g}..{high:g}")
+        return number
+    return parse
+
+
+def _cidr(value: Any) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(_text(value).strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or CIDR block") from None
 
 
 def _bool(value: Any) -> bool:
@@ -179,6 +205,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metrics_listen", _hostport(None), "where Prometheus metrics are served",
             metavar="ADDR:PORT"),
     Setting("log_level", _choice("debug", "info", "warning", "error"), "log verbosity"),
+    Setting("allow", _cidr, "also answer clients in this CIDR block (repeatable); loopback and "
+            "the subnets of Docker networks are always allowed, everyone else gets REFUSED",
+            many=True, metavar="CIDR"),
+    Setting("tcp_max", _int_in(1, 1_000_000), "open TCP connections at most", metavar="N"),
+    Setting("tcp_idle_timeout", _float_in(0.1, 3600), "close TCP connections idle this long",
+            metavar="SECONDS"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

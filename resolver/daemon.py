@@ -20,6 +20,7 @@ from discovery.hosts import HostsSource
 from discovery.registry import Registry
 from resolver.config import Config, HostPort
 from resolver.handler import AnswerSettings, QueryHandler
+from resolver.sockets import bind_tcp, bind_udp
 from resolver.tcp import TCPServerState
 from resolver.udp import UDPListener
 
@@ -34,7 +35,7 @@ class StartupError(Exception):
 
 
 def answer_settings(config: Config) -> AnswerSettings:
-    return AnswerSettings(ttl=config.ttl, domain=config.domain)
+    return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow)
 
 
 def _bind_problem(address: HostPort, err: OSError) -> str:
@@ -59,7 +60,7 @@ class Daemon:
         self.udp_transports: list[asyncio.DatagramTransport] = []
         self.udp_listeners: list[UDPListener] = []
         self.tcp_servers: list[asyncio.Server] = []
-        self.tcp_state = TCPServerState(self.handler)
+        self.tcp_state = TCPServerState(self.handler, config.tcp_idle_timeout, config.tcp_max)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
         self._signals = 0
@@ -93,15 +94,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for address in self.config.listen:
             try:
-                transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: UDPListener(self.handler), local_addr=(address.host, address.port))
-                self.udp_transports.append(transport)
-                self.udp_listeners.append(protocol)
-                server = await loop.create_server(
-                    self.tcp_state.protocol, address.host, address.port, reuse_address=True)
-                self.tcp_servers.append(server)
+                udp_socket = bind_udp(address)
+                tcp_socket = bind_tcp(address)
             except OSError as err:
                 raise StartupError(_bind_problem(address, err)) from None
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: UDPListener(self.handler), sock=udp_socket)
+            self.udp_transports.append(transport)
+            self.udp_listeners.append(protocol)
+            server = await loop.create_server(self.tcp_state.protocol, sock=tcp_socket)
+            self.tcp_servers.append(server)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from discovery.model import Snapshot
+from discovery.model import IPNetwork, Snapshot
 from discovery.registry import Registry
 from resolver import wire
 from resolver.answer import LocalAnswer, answer_local
@@ -54,6 +54,7 @@ class AnswerSettings:
     ttl: int = 600
     domain: str | None = None
     default_bridge_names: bool = False
+    allow: tuple[IPNetwork, ...] = ()
 
 
 def answer_orders(answers: Sequence[bytes], shuffle: bool) -> list[Sequence[bytes]]:
@@ -78,17 +79,20 @@ class QueryHandler:
         self.forwarder = forwarder
         self.stats = stats or QueryStats()
         self._clock = clock
-        self.views = ViewTable(registry.snapshot, settings.default_bridge_names)
+        self.views = self._views_for(registry.snapshot)
         registry.subscribe(self.on_snapshot)
 
     @property
     def snapshot(self) -> Snapshot:
         return self.views.snapshot
 
+    def _views_for(self, snapshot: Snapshot) -> ViewTable:
+        return ViewTable(snapshot, self.settings.default_bridge_names, self.settings.allow)
+
     def on_snapshot(self, snapshot: Snapshot) -> None:
         # A new view table drops every memoized answer with the old views: nothing answered
         # from here on can come from the previous snapshot.
-        self.views = ViewTable(snapshot, self.settings.default_bridge_names)
+        self.views = self._views_for(snapshot)
 
     def reconfigure(self, settings: AnswerSettings) -> None:
         self.settings = settings
@@ -119,8 +123,13 @@ class QueryHandler:
 
         view = self.views.for_client(client)
         if view.refused:
-            self.stats.count(query.qtype, wire.REFUSED, SOURCE_ERROR)
-            return wire.error_reply(query, packet, wire.REFUSED)
+            slot = self.stats.slot(query.qtype, wire.REFUSED, SOURCE_ERROR)
+            self.stats.counts[slot] += 1
+            refused = wire.error_reply(query, packet, wire.REFUSED)
+            if query.memoizable:
+                view.remember(packet[2:], (NEVER_EXPIRES, itertools.repeat(refused[2:]), slot),
+                              tcp)
+            return refused
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         local = answer_local(self.views.snapshot, view.networks, query,
                              self.settings.ttl, self.settings.domain)

@@ -113,12 +113,10 @@ class TCPConnection(asyncio.Protocol):
             task = asyncio.get_running_loop().create_task(self._answer(message))
             self.pending.add(task)
             task.add_done_callback(self._finished)
-        if len(self.pending) >= MAX_PIPELINED or len(buffer) > MAX_BUFFERED:
-            if len(buffer) > MAX_BUFFERED and not self.pending:
-                # More than a whole maximal message without a complete one: not DNS.
-                assert self.transport is not None
-                self.transport.abort()
-            elif self.reading and self.transport is not None:
+        # Complete messages are taken out above, so the buffer only grows past one maximal
+        # message while the pipeline is full: stop reading until answers go out.
+        if (len(self.pending) >= MAX_PIPELINED or len(buffer) > MAX_BUFFERED) and self.reading:
+            if self.transport is not None:
                 self.transport.pause_reading()
                 self.reading = False
 

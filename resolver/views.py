@@ -8,10 +8,11 @@ answers: the hot path is one dictionary lookup for the view and one for the answ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ipaddress
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from discovery.model import SCOPE_SWARM, Network, Snapshot
+from discovery.model import SCOPE_SWARM, IPNetwork, Network, Snapshot
 
 # A memo entry: (monotonic time it stays valid until, the next wire reply minus its ID, and the
 # slot in QueryStats it is counted under).
@@ -50,13 +51,34 @@ def lookup_order(networks: list[Network]) -> tuple[str, ...]:
 class ViewTable:
     """Views for one snapshot; a new table is made whenever the snapshot changes."""
 
-    def __init__(self, snapshot: Snapshot, default_bridge_names: bool = False) -> None:
+    def __init__(self, snapshot: Snapshot, default_bridge_names: bool = False,
+                 allow: Sequence[IPNetwork] = ()) -> None:
         self.snapshot = snapshot
         self._default_bridge_names = default_bridge_names
         self.by_client: dict[str, View] = {}
         self._interned: dict[tuple[tuple[str, ...], bool, bool], View] = {}
         visible = [n for n in snapshot.networks.values() if self._names_visible(n)]
         self.host_view = self._intern(lookup_order(visible), forward=True)
+        self.refused_view = self._intern((), forward=False, refused=True)
+        # Who may ask at all: the subnets of every known network (containers, also on the
+        # default bridge, use dockdns for forwarding) and what the operator added.
+        self._allowed = tuple(allow) + tuple(
+            subnet for network in snapshot.networks.values() for subnet in network.subnets)
+
+    def allowed(self, address: str) -> bool:
+        """Loopback, container addresses, known network subnets and --allow: never an open
+        resolver on a public interface by accident."""
+        if address in self.snapshot.clients:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback:
+            return True
+        return any(ip in network for network in self._allowed)
 
     def _names_visible(self, network: Network) -> bool:
         return self._default_bridge_names or not network.default_bridge
@@ -80,6 +102,8 @@ class ViewTable:
         return view
 
     def _resolve(self, address: str) -> View:
+        if not self.allowed(address):
+            return self.refused_view
         client = self.snapshot.clients.get(address)
         if client is None:
             return self.host_view
