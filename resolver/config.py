@@ -82,6 +82,8 @@ class Config:
     allow: tuple[IPNetwork, ...] = ()
     tcp_max: int = 1024
     tcp_idle_timeout: float = 10.0
+    swarm: bool = True
+    swarm_refresh: float = 2.0
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -211,6 +213,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tcp_max", _int_in(1, 1_000_000), "open TCP connections at most", metavar="N"),
     Setting("tcp_idle_timeout", _float_in(0.1, 3600), "close TCP connections idle this long",
             metavar="SECONDS"),
+    Setting("swarm", _bool, "answer Swarm service names when a Docker engine is a Swarm manager"),
+    Setting("swarm_refresh", _float_in(0.1, 3600), "re-read Swarm tasks this often (services "
+            "also refresh on their events)", metavar="SECONDS"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

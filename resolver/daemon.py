@@ -18,6 +18,7 @@ from typing import Any
 
 from discovery.hosts import HostsSource
 from discovery.registry import Registry
+from discovery.swarm import SwarmSource
 from resolver.config import Config, HostPort
 from resolver.handler import AnswerSettings, QueryHandler
 from resolver.sockets import bind_tcp, bind_udp
@@ -81,6 +82,10 @@ class Daemon:
         self.hosts.load()
         if self.config.hosts_files:
             self.spawn(self.hosts.watch(), "hosts-watch")
+        if self.config.docker and self.config.swarm:
+            for url in self.config.docker_hosts or (None,):
+                swarm = SwarmSource(self.registry, url, self.config.swarm_refresh)
+                self.spawn(swarm.run(), swarm.name)
         try:
             await self._bind()
         except StartupError:

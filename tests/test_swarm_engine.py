@@ -1,0 +1,81 @@
+"""The Swarm source when its engine goes away and comes back: the last known services keep
+answering, and the source reconnects and catches up. The engine is reached through a relay socket
+the test can cut, so the shared engine itself is never disturbed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.rcode
+import pytest
+
+from tests.support.daemon import RunningDaemon, dockdns
+from tests.support.engine import lab, wait_for
+from tests.support.net import addresses, ask, free_port
+from tests.support.sockproxy import UnixRelay
+from tests.support.swarm import SwarmLab
+
+pytestmark = [pytest.mark.docker, pytest.mark.swarm]
+
+
+def engine_socket() -> str:
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        pytest.skip(f"the engine is not behind a unix socket ({host})")
+    return host.removeprefix("unix://") or "/var/run/docker.sock"
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[UnixRelay]:
+    made = UnixRelay(tmp_path / "docker.sock", engine_socket())
+    made.start()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def count(server: RunningDaemon, text: str) -> int:
+    return server.log().count(text)
+
+
+def test_engine_loss_keeps_last_names_then_reconnects(relay: UnixRelay) -> None:
+    with lab("ds-", pool="10.251.0.0/16") as made:
+        swarm = SwarmLab(made)
+        try:
+            swarm.overlay("ds-eng")
+            swarm.service("ds-kept", ["ds-eng"], replicas=1)
+            swarm.wait_running("ds-kept", 1)
+            vip = swarm.vip("ds-kept", "ds-eng")
+            tasks = swarm.task_ips("ds-kept", "ds-eng")
+            closed = free_port()
+            with dockdns("--docker-host", relay.url, "--swarm-refresh", "0.5",
+                         "--upstream", f"127.0.0.1:{closed}", docker=True) as server:
+                def answers(name: str) -> set[str]:
+                    return addresses(ask(server.host, server.port, name))
+                wait_for(lambda: answers("tasks.ds-kept") == tasks, timeout=60, interval=0.25,
+                         message="dockdns answering tasks.ds-kept")
+                assert answers("ds-kept") == {vip}
+
+                relay.stop()
+                wait_for(lambda: count(server, "engine unavailable"), timeout=60,
+                         message="dockdns noticing the engine is gone")
+                swarm.remove("ds-kept")
+                # Several reads have failed since the service went: what dockdns knew stays.
+                failed = count(server, "engine unavailable")
+                wait_for(lambda: count(server, "engine unavailable") >= failed + 2, timeout=60,
+                         message="two more failed reconnection attempts")
+                assert answers("ds-kept") == {vip}
+                assert answers("tasks.ds-kept") == tasks
+
+                relay.start()
+                def forgotten() -> bool:
+                    reply = ask(server.host, server.port, "ds-kept")
+                    return not addresses(reply) and reply.rcode() != dns.rcode.NOERROR
+                wait_for(forgotten, timeout=90, interval=0.25,
+                         message="dockdns reconnecting and dropping the removed service")
+                assert count(server, "Swarm manager") >= 2
+        finally:
+            swarm.cleanup()
