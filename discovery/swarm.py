@@ -1,9 +1,10 @@
 """Swarm services as a registry source: one ``SwarmSource`` per Docker engine.
 
 When the engine is a Swarm manager (``docker info`` → ``Swarm.ControlAvailable``) the source reads
-its swarm-scoped networks, services and running tasks; when the engine is local (a unix socket)
-and in a Swarm, it also reads docker_gwbridge and the running containers, to map overlay clients
-(see ``discovery.swarm_model``). Each refresh becomes one ``SourcePart`` under ``swarm:<engine>``.
+its swarm-scoped networks, services and running tasks; when the engine is local (one of
+``--docker-host``, whose containers this dockdns serves) and in a Swarm, it also reads
+docker_gwbridge and the running containers, to map overlay clients (see
+``discovery.swarm_model``). Each refresh becomes one ``SourcePart``.
 
 Timing: service events (create, update, remove) wake the source at once; tasks have no engine
 events, so the source also re-reads every ``--swarm-refresh`` seconds. The registry rebuilds only
@@ -21,8 +22,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import docker
@@ -43,21 +46,24 @@ BACKOFF_MAX = 30.0
 # How often `docker info` is asked whether the engine is (still) a manager / in a Swarm: it is the
 # heaviest call, and the role changes rarely (swarm init/join/leave, promotion).
 INFO_INTERVAL = 10.0
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 
-def is_local(url: str | None) -> bool:
-    """Whether the engine runs on this host: its docker_gwbridge is the one our clients use.
-
-    Unix sockets and named pipes are local; so is the default engine unless DOCKER_HOST points
-    elsewhere. A tcp:// manager is another node, whose gwbridge addresses mean nothing here.
-    """
-    target = url if url is not None else os.environ.get("DOCKER_HOST", "")
-    return not target or target.startswith(("unix://", "npipe://"))
+def _probe_unix(url: str) -> None:
+    """Connect to a unix socket once and close it: raises OSError when nothing listens. The SDK
+    leaves its socket for the garbage collector when the connection is refused, which a retry
+    loop would repeat every backoff step."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(API_TIMEOUT)
+        probe.connect(url.removeprefix("unix://"))
 
 
 def connect(url: str | None) -> Any:
     """A client for ``url`` (None: DOCKER_HOST or the default socket). TLS for tcp:// engines
     comes from DOCKER_TLS_VERIFY / DOCKER_CERT_PATH, as for the docker CLI."""
+    target = url if url is not None else os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+    if target.startswith("unix://"):
+        _probe_unix(target)
     if url is None:
         return docker.from_env(timeout=API_TIMEOUT)
     kwargs: dict[str, Any] = {}
@@ -110,6 +116,10 @@ class ServiceEvents:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         try:
             for _event in self._stream:
@@ -132,16 +142,34 @@ class ServiceEvents:
 
 
 class SwarmSource:
-    """Keeps ``swarm:<engine>`` in the registry current while the daemon runs."""
+    """Keeps one registry part (``swarm:<engine>``) current while the daemon runs.
 
-    def __init__(self, registry: Registry, url: str | None, refresh: float) -> None:
+    Either a local engine (``--docker-host``, or the default one): services when it is a manager,
+    and the overlay clients of its docker_gwbridge when it is in a Swarm. Or the managers of
+    ``--swarm-manager``, tried in turn until one answers: services only, since another node's
+    gwbridge addresses mean nothing here (every node numbers its own gwbridge alike).
+    """
+
+    def __init__(self, registry: Registry, urls: Sequence[str | None], refresh: float,
+                 local: bool) -> None:
+        if not urls:
+            raise ValueError("a Swarm source needs at least one engine")
         self.registry = registry
-        self.url = url
+        self.urls = list(urls)
         self.refresh = refresh
-        self.local = is_local(url)
-        self.name = f"swarm:{url or os.environ.get('DOCKER_HOST') or 'default'}"
+        self.local = local
+        first = self.urls[0] or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+        self.name = f"swarm:{first}" if local else "swarm:managers"
+        self._index = 0  # which of ``urls`` the next connection tries
         self._wake = asyncio.Event()
         self._synced = False  # whether the current connection produced a part yet
+        # Set after the first read, or the first failure: startup waits (a bounded time) for it so
+        # that service names answer from the first query when the engine is there.
+        self.settled = asyncio.Event()
+
+    @property
+    def url(self) -> str | None:
+        return self.urls[self._index]
 
     async def run(self) -> None:
         """Read, publish, wait; reconnect with backoff whenever the engine fails."""
@@ -153,6 +181,7 @@ class SwarmSource:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
+                self.settled.set()
                 if self._synced:  # it worked until now: start the backoff again
                     delay = BACKOFF_FIRST
                 known = self.registry.part(self.name) is not None
@@ -161,6 +190,7 @@ class SwarmSource:
                             else "no services yet", delay)
                 if not isinstance(err, ENGINE_ERRORS):
                     log.debug("unexpected error reading %s", self.name, exc_info=err)
+                self._index = (self._index + 1) % len(self.urls)  # the next manager, if any
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
 
@@ -170,17 +200,25 @@ class SwarmSource:
         try:
             in_swarm, manager = await asyncio.to_thread(engine_role, client)
             role_checked = time.monotonic()
-            log.info("%s: %s", self.name, "Swarm manager" if manager else
-                     "Swarm worker" if in_swarm else "not in a Swarm")
+            if not self.local and not manager:
+                raise NotAManager(f"{self.url} is not a Swarm manager")
+            log.info("%s: %s is %s", self.name, self.url or "the default engine",
+                     "a Swarm manager" if manager else
+                     "a Swarm worker" if in_swarm else "not in a Swarm")
             while True:
                 if time.monotonic() - role_checked >= INFO_INTERVAL:
                     was = (in_swarm, manager)
                     in_swarm, manager = await asyncio.to_thread(engine_role, client)
                     role_checked = time.monotonic()
+                    if not self.local and not manager:
+                        raise NotAManager(f"{self.url} is no longer a Swarm manager")
                     if (in_swarm, manager) != was:
                         log.info("%s: now %s", self.name, "a Swarm manager" if manager else
                                  "a Swarm worker" if in_swarm else "not in a Swarm")
-                if manager and events is None:
+                if manager and (events is None or not events.alive):
+                    # (Re)subscribe: a stream can end while the engine stays (a proxy's timeout).
+                    if events is not None:
+                        events.stop()
                     events = await self._watch(client)
                 elif not manager and events is not None:
                     events.stop()
@@ -200,6 +238,7 @@ class SwarmSource:
                         log.info("%s: %d records, %d overlay client addresses", self.name,
                                  len(part.records), len(part.clients))
                     self._synced = True
+                    self.settled.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.refresh)
         finally:
@@ -216,7 +255,12 @@ class SwarmSource:
         return events
 
 
-ENGINE_ERRORS: tuple[type[BaseException], ...] = (docker.errors.DockerException, OSError)
+class NotAManager(Exception):
+    """A --swarm-manager engine that cannot list services: the next one is tried."""
+
+
+ENGINE_ERRORS: tuple[type[BaseException], ...] = (docker.errors.DockerException, OSError,
+                                                  NotAManager)
 
 
 def _describe(err: BaseException) -> str:

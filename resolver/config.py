@@ -83,6 +83,7 @@ class Config:
     tcp_max: int = 1024
     tcp_idle_timeout: float = 10.0
     swarm: bool = True
+    swarm_managers: tuple[str, ...] = ()
     swarm_refresh: float = 2.0
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -214,6 +215,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tcp_idle_timeout", _float_in(0.1, 3600), "close TCP connections idle this long",
             metavar="SECONDS"),
     Setting("swarm", _bool, "answer Swarm service names when a Docker engine is a Swarm manager"),
+    Setting("swarm_managers", _docker_url, "Swarm manager to read services from, for a node "
+            "whose own engine is a worker (repeatable: tried in turn)", flag="--swarm-manager",
+            many=True, metavar="URL"),
     Setting("swarm_refresh", _float_in(0.1, 3600), "re-read Swarm tasks this often (services "
             "also refresh on their events)", metavar="SECONDS"),
 )

@@ -29,6 +29,8 @@ log = logging.getLogger("dockdns")
 
 # How long in-flight queries may take to finish once a stop was asked for.
 DRAIN_SECONDS = 2.0
+# How long startup waits for the Swarm sources' first read before serving anyway.
+SWARM_FIRST_SYNC_SECONDS = 5.0
 
 
 class StartupError(Exception):
@@ -82,10 +84,8 @@ class Daemon:
         self.hosts.load()
         if self.config.hosts_files:
             self.spawn(self.hosts.watch(), "hosts-watch")
-        if self.config.docker and self.config.swarm:
-            for url in self.config.docker_hosts or (None,):
-                swarm = SwarmSource(self.registry, url, self.config.swarm_refresh)
-                self.spawn(swarm.run(), swarm.name)
+        if self.config.swarm:
+            await self._start_swarm()
         try:
             await self._bind()
         except StartupError:
@@ -94,6 +94,24 @@ class Daemon:
         names = ", ".join(str(a) for a in self.config.listen)
         log.info("dockdns serving on %s (UDP and TCP), %d names in the registry", names,
                  self.registry.snapshot.name_count())
+
+    async def _start_swarm(self) -> None:
+        """A Swarm source per local engine, one for the --swarm-manager list; wait (bounded) for
+        their first read."""
+        refresh = self.config.swarm_refresh
+        sources: list[SwarmSource] = []
+        if self.config.docker:
+            sources = [SwarmSource(self.registry, [url], refresh, local=True)
+                       for url in dict.fromkeys(self.config.docker_hosts or (None,))]
+        if self.config.swarm_managers:
+            sources.append(SwarmSource(self.registry, list(self.config.swarm_managers), refresh,
+                                       local=False))
+        for source in sources:
+            self.spawn(source.run(), source.name)
+        if sources:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(s.settled.wait() for s in sources)),
+                                       SWARM_FIRST_SYNC_SECONDS)
 
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()

@@ -85,7 +85,7 @@ class Cluster:
             return [f"{q.name} {q.rdtype}{' tcp' if q.tcp else ''}: dockdns {summary(o)} "
                     f"!= docker {summary(d)}"
                     for q, o, d in zip(questions, ours, docker, strict=True)
-                    if summary(o) != summary(d)]
+                    if o is None or d is None or summary(o) != summary(d)]
         last: list[str] = []
 
         def agree() -> bool:
@@ -121,6 +121,7 @@ def cluster() -> Iterator[Cluster]:
             swarm.service("ds-web", ["ds-ovl"], replicas=3, aliases={"ds-ovl": ["ds-www"]})
             swarm.service("ds-rr", ["ds-ovl"], replicas=2, dnsrr=True)
             swarm.service("ds-far", ["ds-other"], replicas=1)
+            swarm.service("ds-glob", ["ds-ovl"], global_mode=True)
             gateway = gwbridge_gateway(made.client)
             closed = free_port()  # nothing listens there: no query can leave the machine
             # The host asks over loopback: its own packets to the gwbridge address leave through
@@ -140,9 +141,12 @@ def test_service_names_answer_like_swarm_dns(cluster: Cluster) -> None:
     vip = swarm.vip("ds-web", "ds-ovl")
     assert a_records(cluster.ask_one(client, "ds-web")) == [vip]
     assert set(a_records(cluster.ask_one(client, "ds-rr"))) == swarm.task_ips("ds-rr", "ds-ovl")
-    task = swarm.running_tasks("ds-web")[0]
-    container = swarm.task_container(task)
+    cluster.wait_tasks(client, "ds-glob", "ds-ovl", 1)
+    container = swarm.task_container(swarm.running_tasks("ds-web")[0])
     task_ip = container["NetworkSettings"]["Networks"]["ds-ovl"]["IPAddress"]
+    # A global service's tasks are named <service>.<node ID>.<task ID> (no slot).
+    global_task = swarm.task_container(swarm.running_tasks("ds-glob")[0])
+    global_ip = global_task["NetworkSettings"]["Networks"]["ds-ovl"]["IPAddress"]
     cluster.compare(client, [
         Question("ds-web"),  # the VIP
         Question("tasks.ds-web"),
@@ -160,6 +164,10 @@ def test_service_names_answer_like_swarm_dns(cluster: Cluster) -> None:
         Question(container["Name"].lstrip("/")),  # the task's container name
         Question(container["Id"][:12]),  # and its short ID
         Question(dns.reversename.from_address(task_ip).to_text(), "PTR"),
+        Question("ds-glob"),
+        Question("tasks.ds-glob"),
+        Question(global_task["Name"].lstrip("/")),
+        Question(dns.reversename.from_address(global_ip).to_text(), "PTR"),
     ])
 
 

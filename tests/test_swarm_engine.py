@@ -12,10 +12,10 @@ import dns.rcode
 import pytest
 
 from tests.support.daemon import RunningDaemon, dockdns
-from tests.support.engine import lab, wait_for
+from tests.support.engine import Question, lab, wait_for
 from tests.support.net import addresses, ask, free_port
 from tests.support.sockproxy import UnixRelay
-from tests.support.swarm import SwarmLab
+from tests.support.swarm import SwarmLab, gwbridge_gateway
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -76,6 +76,57 @@ def test_engine_loss_keeps_last_names_then_reconnects(relay: UnixRelay) -> None:
                     return not addresses(reply) and reply.rcode() != dns.rcode.NOERROR
                 wait_for(forgotten, timeout=90, interval=0.25,
                          message="dockdns reconnecting and dropping the removed service")
-                assert count(server, "Swarm manager") >= 2
+                assert count(server, "is a Swarm manager") >= 2
+        finally:
+            swarm.cleanup()
+
+
+def test_swarm_managers_fail_over_and_map_no_clients(tmp_path: Path) -> None:
+    """--swarm-manager: the first manager that answers gives the services; being another node's
+    engine, it maps no clients here, so without a local engine an overlay container's gwbridge
+    address is a stranger (REFUSED)."""
+    with lab("ds-", pool="10.251.0.0/16") as made:
+        swarm = SwarmLab(made)
+        try:
+            swarm.overlay("ds-mgr")
+            box = swarm.attach("ds-mgr-client", "ds-mgr")
+            swarm.service("ds-svc-m", ["ds-mgr"], replicas=2)
+            swarm.wait_running("ds-svc-m", 2)
+            tasks = swarm.task_ips("ds-svc-m", "ds-mgr")
+            missing = f"unix://{tmp_path / 'no-engine.sock'}"
+            loopback = free_port()
+            with dockdns("--swarm-manager", missing, "--swarm-manager",
+                         f"unix://{engine_socket()}", "--listen", f"127.0.0.1:{loopback}",
+                         "--upstream", f"127.0.0.1:{free_port()}",
+                         host=gwbridge_gateway(made.client)) as server:
+                wait_for(lambda: addresses(ask("127.0.0.1", loopback, "tasks.ds-svc-m")) == tasks,
+                         timeout=60, interval=0.25, message="dockdns answering tasks.ds-svc-m")
+                assert "engine unavailable" in server.log()  # the first one was tried first
+                reply = made.ask(box, server.host, [Question("tasks.ds-svc-m")],
+                                 port=server.port)[0]
+                assert reply is not None and reply.rcode() == dns.rcode.REFUSED
+        finally:
+            swarm.cleanup()
+
+
+def test_service_events_refresh_at_once() -> None:
+    """With the task re-read interval set to an hour, only the engine's service event can make
+    dockdns notice that a service was removed."""
+    with lab("ds-", pool="10.251.0.0/16") as made:
+        swarm = SwarmLab(made)
+        try:
+            swarm.overlay("ds-evt")
+            swarm.service("ds-evented", ["ds-evt"], replicas=1)
+            swarm.wait_running("ds-evented", 1)
+            tasks = swarm.task_ips("ds-evented", "ds-evt")
+            with dockdns("--swarm-refresh", "3600", "--upstream", f"127.0.0.1:{free_port()}",
+                         docker=True) as server:
+                def answers() -> set[str]:
+                    return addresses(ask(server.host, server.port, "tasks.ds-evented"))
+                # Startup waits for the first read: the names are there from the first query.
+                assert answers() == tasks
+                swarm.remove("ds-evented")
+                wait_for(lambda: not answers(), timeout=60, interval=0.25,
+                         message="the removal event reaching dockdns")
         finally:
             swarm.cleanup()

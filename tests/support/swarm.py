@@ -91,6 +91,7 @@ class Service:
 class SwarmLab:
     lab: Lab
     services: dict[str, Service] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         require_swarm(self.client)
@@ -130,8 +131,9 @@ class SwarmLab:
     def service(self, name: str, networks: Sequence[str], *, replicas: int = 1,
                 dnsrr: bool = False, aliases: Mapping[str, Sequence[str]] | None = None,
                 healthcheck: Mapping[str, Any] | None = None,
-                command: Sequence[str] = ("sleep", "3600")) -> Service:
-        """Create a replicated service of the test image on ``networks``."""
+                command: Sequence[str] = ("sleep", "3600"), global_mode: bool = False) -> Service:
+        """Create a service of the test image on ``networks``: replicated, or global (one task
+        per node) with ``global_mode``."""
         self.lab._named(name)
         aliases = aliases or {}
         for names in aliases.values():
@@ -145,7 +147,8 @@ class SwarmLab:
         created = self.client.api.create_service(
             docker.types.TaskTemplate(container, networks=attachments), name=name,
             labels={OWNER_LABEL: OWNER},
-            mode=docker.types.ServiceMode("replicated", replicas=replicas),
+            mode=docker.types.ServiceMode("global") if global_mode
+            else docker.types.ServiceMode("replicated", replicas=replicas),
             endpoint_spec=docker.types.EndpointSpec(mode="dnsrr" if dnsrr else "vip"))
         service = Service(name, created["ID"])
         self.services[name] = service
@@ -161,6 +164,7 @@ class SwarmLab:
     def remove(self, name: str) -> None:
         service = self.services.pop(name)
         self.client.api.remove_service(service.id)
+        self.removed.append(service.id)  # cleanup still waits for its tasks to stop
 
     def inspect(self, name: str) -> dict[str, Any]:
         data: dict[str, Any] = self.client.api.inspect_service(self.services[name].id)
@@ -212,6 +216,7 @@ class SwarmLab:
             with contextlib.suppress(docker.errors.NotFound):
                 self.client.api.remove_service(service_id)
         self.services.clear()
+        ids += self.removed
         deadline = time.monotonic() + 60
         while ids and time.monotonic() < deadline:
             left = [c for c in self.client.api.containers(
