@@ -122,6 +122,9 @@ class Config:
     cache_min_ttl: int = 0
     cache_max_ttl: int = 86_400
     serve_stale: bool = True
+    swarm: bool = True
+    swarm_managers: tuple[str, ...] = ()
+    swarm_refresh: float = 2.0
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -303,6 +306,12 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="SECONDS"),
     Setting("serve_stale", _bool, "answer from expired cache entries (TTL 30, up to a day old) "
             "while every upstream fails (RFC 8767)"),
+    Setting("swarm", _bool, "answer Swarm service names when a Docker engine is a Swarm manager"),
+    Setting("swarm_managers", _docker_url, "Swarm manager to read services from, for a node "
+            "whose own engine is a worker (repeatable: tried in turn)", flag="--swarm-manager",
+            many=True, metavar="URL"),
+    Setting("swarm_refresh", _float_in(0.1, 3600), "re-read Swarm tasks this often (services "
+            "also refresh on their events)", metavar="SECONDS"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -69,3 +69,5 @@ def configure(level: str, json_format: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The Docker SDK's HTTP library logs every API request at debug level: the Swarm source polls.
+    logging.getLogger("urllib3").setLevel(max(root.level, logging.INFO))

@@ -22,6 +22,7 @@ from typing import Protocol
 from discovery.docker_source import DockerSource, default_hosts
 from discovery.hosts import HostsSource
 from discovery.registry import Registry
+from discovery.swarm import SwarmSource
 from resolver.config import Config
 from resolver.health import Readiness
 from resolver.metrics import DockerMetrics
@@ -159,6 +160,54 @@ def _hosts_files(config: Config, registry: Registry) -> list[Source]:
     return [HostsFiles(config, registry)]
 
 
+class SwarmServices:
+    """Swarm services and tasks (discovery/swarm.py) from one engine, or from the
+    --swarm-manager list, as a ``Source``."""
+
+    def __init__(self, config: Config, registry: Registry, urls: list[str | None],
+                 local: bool) -> None:
+        self.source = SwarmSource(registry, urls, config.swarm_refresh, local=local)
+        self.name = self.source.name
+
+    async def start(self) -> None:
+        return None
+
+    async def run(self) -> None:
+        await self.source.run()
+
+    async def first_sync(self) -> None:
+        await self.source.settled.wait()
+
+    async def load(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.source.run())
+        try:
+            await asyncio.wait_for(self.source.settled.wait(), LOAD_TIMEOUT)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def reconfigure(self, config: Config) -> None:
+        self.source.refresh = config.swarm_refresh
+
+    def close(self) -> None:
+        return None  # cancelling ``run`` stops its event thread and closes its client
+
+
+def _swarm(config: Config, registry: Registry) -> list[Source]:
+    if not config.swarm:
+        return []
+    sources: list[Source] = []
+    if config.docker:
+        # The local engines: services when one is a manager, and the gwbridge client mapping.
+        sources = [SwarmServices(config, registry, [url], local=True)
+                   for url in dict.fromkeys(config.docker_hosts or (None,))]
+    if config.swarm_managers:
+        sources.append(SwarmServices(config, registry, list(config.swarm_managers),
+                                     local=False))
+    return sources
+
+
 def _docker_engines(config: Config, registry: Registry) -> list[Source]:
     if not config.docker:
         return []
@@ -166,7 +215,7 @@ def _docker_engines(config: Config, registry: Registry) -> list[Source]:
     return [DockerEngine(config, registry, host) for host in hosts]
 
 
-FACTORIES: list[SourceFactory] = [_hosts_files, _docker_engines]
+FACTORIES: list[SourceFactory] = [_hosts_files, _docker_engines, _swarm]
 
 
 def build_sources(config: Config, registry: Registry) -> list[Source]:

@@ -275,7 +275,8 @@ class Lab:
         return name
 
     def network(self, name: str, *, ipv6: bool = False, internal: bool = False,
-                driver: str = "bridge", options: dict[str, str] | None = None) -> Net:
+                driver: str = "bridge", options: dict[str, str] | None = None,
+                attachable: bool = False) -> Net:
         """A network with a fresh /24 of the lab's pool; its gateway is the subnet's first IP."""
         self._named(name)
         for _ in range(20):
@@ -291,7 +292,8 @@ class Lab:
                 created = self.client.networks.create(
                     name, driver=driver, ipam=docker.types.IPAMConfig(pool_configs=pools),
                     internal=internal, enable_ipv6=ipv6, options=options or {},
-                    labels={OWNER_LABEL: OWNER}, check_duplicate=True)
+                    labels={OWNER_LABEL: OWNER}, check_duplicate=True,
+                    attachable=attachable or None)
             except docker.errors.APIError as err:
                 if "overlap" in str(err).lower():
                     continue  # another test run took the same subnet a moment ago

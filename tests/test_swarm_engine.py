@@ -1,0 +1,140 @@
+"""The Swarm source when its engine goes away and comes back: the last known services keep
+answering, and the source reconnects and catches up. The engine is reached through a relay socket
+the test can cut, so the shared engine itself is never disturbed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.rcode
+import pytest
+
+from tests.support.daemon import RunningDaemon, dockdns
+from tests.support.engine import Question, lab, wait_for
+from tests.support.net import addresses, ask, free_port
+from tests.support.quiet_upstream import refusing_upstream
+from tests.support.sockproxy import UnixRelay
+from tests.support.swarm import SwarmLab, gwbridge_gateway
+
+pytestmark = [pytest.mark.docker, pytest.mark.swarm]
+
+
+def engine_socket() -> str:
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        pytest.skip(f"the engine is not behind a unix socket ({host})")
+    return host.removeprefix("unix://") or "/var/run/docker.sock"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    """A loopback upstream that refuses everything at once: nothing leaves the machine, and a
+    name dockdns does not hold is answered quickly instead of waiting out the time budget."""
+    with refusing_upstream() as address:
+        yield address
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[UnixRelay]:
+    made = UnixRelay(tmp_path / "docker.sock", engine_socket())
+    made.start()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def count(server: RunningDaemon, text: str) -> int:
+    return server.log().count(text)
+
+
+def test_engine_loss_keeps_last_names_then_reconnects(relay: UnixRelay, upstream: str) -> None:
+    with lab("ds-", pool="10.251.0.0/16") as made:
+        swarm = SwarmLab(made)
+        try:
+            swarm.overlay("ds-eng")
+            swarm.service("ds-kept", ["ds-eng"], replicas=1)
+            swarm.wait_running("ds-kept", 1)
+            vip = swarm.vip("ds-kept", "ds-eng")
+            tasks = swarm.task_ips("ds-kept", "ds-eng")
+            with dockdns("--docker-host", relay.url, "--swarm-refresh", "0.5",
+                         "--upstream", upstream, docker=True) as server:
+                def answers(name: str) -> set[str]:
+                    return addresses(ask(server.host, server.port, name))
+                wait_for(lambda: answers("tasks.ds-kept") == tasks, timeout=60, interval=0.25,
+                         message="dockdns answering tasks.ds-kept")
+                assert answers("ds-kept") == {vip}
+
+                relay.stop()
+                wait_for(lambda: count(server, "engine unavailable"), timeout=60,
+                         message="dockdns noticing the engine is gone")
+                swarm.remove("ds-kept")
+                # Several reads have failed since the service went: what dockdns knew stays.
+                failed = count(server, "engine unavailable")
+                wait_for(lambda: count(server, "engine unavailable") >= failed + 2, timeout=60,
+                         message="two more failed reconnection attempts")
+                assert answers("ds-kept") == {vip}
+                assert answers("tasks.ds-kept") == tasks
+
+                relay.start()
+                def forgotten() -> bool:
+                    reply = ask(server.host, server.port, "ds-kept")
+                    return not addresses(reply) and reply.rcode() != dns.rcode.NOERROR
+                wait_for(forgotten, timeout=90, interval=0.25,
+                         message="dockdns reconnecting and dropping the removed service")
+                assert count(server, "is a Swarm manager") >= 2
+        finally:
+            swarm.cleanup()
+
+
+def test_swarm_managers_fail_over_and_map_no_clients(tmp_path: Path, upstream: str) -> None:
+    """--swarm-manager: the first manager that answers gives the services; being another node's
+    engine, it maps no clients here, so without a local engine an overlay container's gwbridge
+    address is a stranger (REFUSED)."""
+    with lab("ds-", pool="10.251.0.0/16") as made:
+        swarm = SwarmLab(made)
+        try:
+            swarm.overlay("ds-mgr")
+            box = swarm.attach("ds-mgr-client", "ds-mgr")
+            swarm.service("ds-svc-m", ["ds-mgr"], replicas=2)
+            swarm.wait_running("ds-svc-m", 2)
+            tasks = swarm.task_ips("ds-svc-m", "ds-mgr")
+            missing = f"unix://{tmp_path / 'no-engine.sock'}"
+            loopback = free_port()
+            with dockdns("--swarm-manager", missing, "--swarm-manager",
+                         f"unix://{engine_socket()}", "--listen", f"127.0.0.1:{loopback}",
+                         "--upstream", upstream,
+                         host=gwbridge_gateway(made.client)) as server:
+                wait_for(lambda: addresses(ask("127.0.0.1", loopback, "tasks.ds-svc-m")) == tasks,
+                         timeout=60, interval=0.25, message="dockdns answering tasks.ds-svc-m")
+                assert "engine unavailable" in server.log()  # the first one was tried first
+                reply = made.ask(box, server.host, [Question("tasks.ds-svc-m")],
+                                 port=server.port)[0]
+                assert reply is not None and reply.rcode() == dns.rcode.REFUSED
+        finally:
+            swarm.cleanup()
+
+
+def test_service_events_refresh_at_once(upstream: str) -> None:
+    """With the task re-read interval set to an hour, only the engine's service event can make
+    dockdns notice that a service was removed."""
+    with lab("ds-", pool="10.251.0.0/16") as made:
+        swarm = SwarmLab(made)
+        try:
+            swarm.overlay("ds-evt")
+            swarm.service("ds-evented", ["ds-evt"], replicas=1)
+            swarm.wait_running("ds-evented", 1)
+            tasks = swarm.task_ips("ds-evented", "ds-evt")
+            with dockdns("--swarm-refresh", "3600", "--upstream", upstream,
+                         docker=True) as server:
+                def answers() -> set[str]:
+                    return addresses(ask(server.host, server.port, "tasks.ds-evented"))
+                # Startup waits for the first read: the names are there from the first query.
+                assert answers() == tasks
+                swarm.remove("ds-evented")
+                wait_for(lambda: not answers(), timeout=60, interval=0.25,
+                         message="the removal event reaching dockdns")
+        finally:
+            swarm.cleanup()
