@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from resolver import config as config_module
-from resolver import loop
+from resolver import loop, workers
 from resolver.config import Config, ConfigError
 from resolver.daemon import Daemon, StartupError
 from resolver.logs import configure
@@ -31,8 +31,8 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-async def _serve(config: Config) -> int:
-    daemon = Daemon(config)
+async def _serve(config: Config, worker: int = 0) -> int:
+    daemon = Daemon(config, worker)
     try:
         await daemon.serve()
     except StartupError as err:
@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(err), EXIT_CONFIG)
     configure(config.log_level)
     if args.command == "serve":
+        if config.workers > 1:
+            return workers.run(config.workers, config.listen,
+                               lambda index: loop.run(_serve(config, index)))
         return loop.run(_serve(config))
     return _fail(f"unknown command {args.command}", EXIT_CONFIG)
 

@@ -82,6 +82,7 @@ class Config:
     allow: tuple[IPNetwork, ...] = ()
     tcp_max: int = 1024
     tcp_idle_timeout: float = 10.0
+    workers: int = 1
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -211,6 +212,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tcp_max", _int_in(1, 1_000_000), "open TCP connections at most", metavar="N"),
     Setting("tcp_idle_timeout", _float_in(0.1, 3600), "close TCP connections idle this long",
             metavar="SECONDS"),
+    Setting("workers", _int_in(1, 256), "processes serving the same addresses (SO_REUSEPORT), "
+            "each with the whole registry", metavar="N"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -78,7 +78,7 @@ class QueryHandler:
         self.settings = settings
         self.forwarder = forwarder
         self.stats = stats or QueryStats()
-        self._clock = clock
+        self.clock = clock  # the UDP socket listener's inlined fast path reads it too
         self.views = self._views_for(registry.snapshot)
         registry.subscribe(self.on_snapshot)
 
@@ -104,7 +104,10 @@ class QueryHandler:
         if view is None:
             return None
         entry = (view.memo_tcp if tcp else view.memo_udp).get(packet[2:])
-        if entry is None or entry[0] <= self._clock():
+        if entry is None:
+            return None
+        until = entry[0]
+        if until is not NEVER_EXPIRES and until <= self.clock():  # local answers never expire
             return None
         self.stats.counts[entry[2]] += 1
         return packet[:2] + next(entry[1])
