@@ -33,11 +33,16 @@ def _pace(result: dict[str, Any], ours: str, theirs: str) -> str:
     cost = (f"Per query {ours} needed {_fmt(a['cpu_us_per_query'])} µs of CPU and {theirs} "
             f"{_fmt(b['cpu_us_per_query'])} µs (CPU ratio "
             f"{_fmt(next(iter(result.get('cpu_ratios', {}).values()), None), 3)}).")
+    client = a.get("dnsperf_cores")
     if used_a is not None and used_a < SATURATED:
-        return (f"dnsperf set the pace, not {ours}: {ours} used {used_a:.2f} of a core while "
-                f"dnsperf's one thread used {_fmt(a.get('dnsperf_cores'))}, so the QPS ratio "
-                f"reflects the client and the machine's other load as much as the servers (QPS "
-                f"per round: {spread}). {cost}")
+        if client is not None and client >= SATURATED:
+            pace = (f"dnsperf set the pace, not {ours}: {ours} used {used_a:.2f} of a core "
+                    f"while dnsperf's one thread used {client:.2f}")
+        else:
+            pace = (f"neither {ours} ({used_a:.2f} of a core) nor dnsperf ({_fmt(client)}) "
+                    f"worked flat out: the machine's other load took the rest")
+        return (f"{pace}, so the QPS ratio reflects the client and the machine as much as the "
+                f"servers (QPS per round: {spread}). {cost}")
     return (f"{ours} ran flat out ({_fmt(used_a)} of a core, {theirs} "
             f"{_fmt(used_b)}). {cost}")
 
