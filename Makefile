@@ -13,3 +13,7 @@ test: setup lint
 
 run:
 	python3 -m pip install -q . && dockdns serve
+
+# dockdns against dnsmasq and Docker's own DNS with dnsperf: writes benchmarks/RESULTS.md.
+bench:
+	python3 -m benchmarks.run

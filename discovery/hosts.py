@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from discovery.model import Record, SourcePart
+from discovery.model import Record, SourcePart, gc_paused
 from discovery.registry import Registry
 
 log = logging.getLogger("dockdns.hosts")
@@ -21,27 +22,46 @@ log = logging.getLogger("dockdns.hosts")
 POLL_INTERVAL = 1.0
 
 
+def _address(text: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(IPv4, IPv6) of a hosts-file address, in canonical form; None if it is not one."""
+    try:  # the common case, an IPv4 address, is checked by the C library: already canonical
+        socket.inet_pton(socket.AF_INET, text)
+        return (text,), ()
+    except OSError:
+        pass
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return ((str(address),), ()) if address.version == 4 else ((), (str(address),))
+
+
 def parse_hosts(text: str, origin: str) -> tuple[list[Record], list[str]]:
     """Parse hosts-file text; return its records and one message per line that was skipped."""
+    with gc_paused():
+        return _parse_hosts(text, origin)
+
+
+def _parse_hosts(text: str, origin: str) -> tuple[list[Record], list[str]]:
     records: list[Record] = []
     problems: list[str] = []
+    # Written for 100,000-line files: no per-line generator, one fast path per common case.
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+        fields = (raw.split("#", 1)[0] if "#" in raw else raw).split()
+        if not fields:
             continue
-        fields = line.split()
         if len(fields) < 2:
             problems.append(f"{origin}:{number}: an address without a name")
             continue
-        try:
-            address = ipaddress.ip_address(fields[0])
-        except ValueError:
+        families = _address(fields[0])
+        if families is None:
             problems.append(f"{origin}:{number}: {fields[0]!r} is not an IP address")
             continue
-        names = tuple(dict.fromkeys(name.rstrip(".").lower() for name in fields[1:]))
-        v4 = (str(address),) if address.version == 4 else ()
-        v6 = (str(address),) if address.version == 6 else ()
-        records.append(Record(names=names, ipv4=v4, ipv6=v6, network=None,
+        if len(fields) == 2:
+            names: tuple[str, ...] = (fields[1].rstrip(".").lower(),)
+        else:
+            names = tuple(dict.fromkeys([name.rstrip(".").lower() for name in fields[1:]]))
+        records.append(Record(names=names, ipv4=families[0], ipv6=families[1], network=None,
                               ptr=fields[1].rstrip("."), origin=f"{origin}:{number}",
                               source="hosts"))
     return records, problems

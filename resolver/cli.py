@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from resolver import config as config_module
-from resolver import loop
+from resolver import loop, workers
 from resolver.config import Config, ConfigError
 from resolver.daemon import Daemon, StartupError
 from resolver.logs import configure
@@ -50,8 +50,8 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-async def _serve(config: Config, flags: Mapping[str, Any]) -> int:
-    daemon = Daemon(config, reread=lambda: config_module.build(flags))
+async def _serve(config: Config, flags: Mapping[str, Any], worker: int = 0) -> int:
+    daemon = Daemon(config, reread=lambda: config_module.build(flags), worker=worker)
     try:
         await daemon.serve()
     except StartupError as err:
@@ -92,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(err), EXIT_CONFIG)
     if args.command == "serve":
         configure(config.log_level, config.log_format == "json")
+        if config.workers > 1:
+            return workers.run(config.workers, config.listen,
+                               lambda index: loop.run(_serve(config, flags, index)))
         return loop.run(_serve(config, flags))
     # The explaining commands print their result on stdout; only problems go to the log.
     configure("warning", config.log_format == "json")

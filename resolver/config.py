@@ -125,6 +125,8 @@ class Config:
     swarm: bool = True
     swarm_managers: tuple[str, ...] = ()
     swarm_refresh: float = 2.0
+    workers: int = 1
+    rate_limit: float = 0.0
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -312,6 +314,12 @@ SETTINGS: tuple[Setting, ...] = (
             many=True, metavar="URL"),
     Setting("swarm_refresh", _float_in(0.1, 3600), "re-read Swarm tasks this often (services "
             "also refresh on their events)", metavar="SECONDS"),
+    Setting("rate_limit", _float_in(0, 1_000_000), "answer each non-loopback client at most "
+            "this many UDP queries per second (0: no limit); beyond it every second query gets "
+            "an empty TC=1 reply (the client retries over TCP) and the rest are dropped",
+            metavar="QPS"),
+    Setting("workers", _int_in(1, 256), "processes serving the same addresses (SO_REUSEPORT), "
+            "each with the whole registry", metavar="N"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -86,7 +86,7 @@ class QueryHandler:
         self.durations = DurationHistogram()
         # Called after every full-path answer when --log-queries is on (see resolver/querylog.py).
         self.query_log: QueryLog | None = None
-        self._clock = clock
+        self.clock = clock  # the UDP socket listener's inlined fast path reads it too
         self.views = self._views_for(registry.snapshot)
         registry.subscribe(self.on_snapshot)
 
@@ -113,7 +113,10 @@ class QueryHandler:
         if view is None:
             return None
         entry = (view.memo_tcp if tcp else view.memo_udp).get(packet[2:])
-        if entry is None or entry[0] <= self._clock():
+        if entry is None:
+            return None
+        until = entry[0]
+        if until is not NEVER_EXPIRES and until <= self.clock():  # local answers never expire
             return None
         self.stats.counts[entry[2]] += 1
         return packet[:2] + next(entry[1])

@@ -1,0 +1,147 @@
+"""The Docker engine side of the benchmarks: a network and containers the harness makes itself.
+
+Everything here is named ``db-*``, labelled ``dockdns.bench=1`` and lives on ``dockdns-bench``
+(10.252.0.0/16), so that a run cleans up after an earlier run that was interrupted and never
+touches anything else on the engine. The image is built locally from Debian's static busybox
+(``docker import``; no pulls). Docker's own resolver is asked only for names of containers made
+here: anything else it would forward off the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+IMAGE = "dockdns-bench:busybox"
+NETWORK = "dockdns-bench"
+SUBNET = "10.252.0.0/16"
+GATEWAY = "10.252.0.1"
+LABEL = "dockdns.bench"
+PREFIX = "db-"
+BUSYBOX = "/bin/busybox"  # Debian's busybox-static: runs in an empty root filesystem
+# Containers only sleep; this bounds their life should the harness die without cleaning up.
+LIFETIME = "1800"
+ENGINE_LOG = "/tmp/dockdns-bench-dockerd.log"
+ENGINE_START_TIMEOUT = 60.0
+
+
+def _ping() -> str | None:
+    """None when an engine answers, else why not."""
+    try:
+        import docker
+
+        docker.from_env(timeout=10).ping()
+    except Exception as err:  # the SDK raises several unrelated types for "no engine"
+        return str(err)
+    return None
+
+
+def _start_engine() -> None:
+    """Start Debian's dockerd when none answers: a fresh CI machine has none running. It is
+    left running for whatever runs next, as an engine started by hand would be."""
+    if shutil.which("dockerd") is None:
+        return
+    with open(ENGINE_LOG, "ab") as log:
+        subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    deadline = time.monotonic() + ENGINE_START_TIMEOUT
+    while time.monotonic() < deadline and _ping() is not None:
+        time.sleep(0.5)
+
+
+def unavailable() -> str | None:
+    """Why the engine scenarios cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "needs root (nsenter into a container's network namespace)"
+    for tool in ("docker", "nsenter", "dig"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not os.path.exists(BUSYBOX):
+        return f"{BUSYBOX} is missing (Debian package busybox-static)"
+    if _ping() is not None:
+        _start_engine()
+    problem = _ping()
+    return f"no Docker engine: {problem}" if problem else None
+
+
+def client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=60)
+
+
+def ensure_image(engine: Any) -> None:
+    """The busybox image, imported from a root filesystem built here (no registry)."""
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        engine.images.get(IMAGE)
+        return
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in ("sh", "sleep"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type = tarfile.SYMTYPE
+            link.linkname = "busybox"
+            tar.addfile(link)
+    subprocess.run(["docker", "import", "-", IMAGE], input=archive.getvalue(), check=True,
+                   capture_output=True, timeout=120)
+
+
+def cleanup(engine: Any) -> None:
+    """Remove what an earlier run of the harness left behind (only that)."""
+    import docker.errors
+
+    for container in engine.containers.list(all=True, filters={"label": LABEL}):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    for network in engine.networks.list(names=[NETWORK]):
+        if network.name == NETWORK:
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
+
+
+@contextlib.contextmanager
+def bench_network(engine: Any) -> Iterator[Any]:
+    """The harness's network, removed with its containers afterwards."""
+    import docker.types
+
+    cleanup(engine)
+    ensure_image(engine)
+    pool = docker.types.IPAMPool(subnet=SUBNET, gateway=GATEWAY)
+    network = engine.networks.create(NETWORK, driver="bridge", labels={LABEL: "1"},
+                                     ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+    try:
+        yield network
+    finally:
+        cleanup(engine)
+
+
+def create(engine: Any, name: str) -> Any:
+    """A sleeping container on the harness's network, created but not started."""
+    assert name.startswith(PREFIX)
+    return engine.containers.create(IMAGE, ["sleep", LIFETIME], name=name, network=NETWORK,
+                                    labels={LABEL: "1"}, detach=True)
+
+
+def start(engine: Any, name: str) -> Any:
+    container = create(engine, name)
+    container.start()
+    container.reload()
+    return container
+
+
+def address(container: Any) -> str:
+    return str(container.attrs["NetworkSettings"]["Networks"][NETWORK]["IPAddress"])
+
+
+def pid(container: Any) -> int:
+    return int(container.attrs["State"]["Pid"])

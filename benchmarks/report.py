@@ -1,0 +1,297 @@
+"""The issue's targets judged against one run's results, and RESULTS.md written from them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from typing import Any
+
+RSS_LIMIT_MB = 100.0
+PROPAGATION_LIMIT_MS = 100.0
+
+# A server using less than this share of a core was waiting for dnsperf, not working flat out.
+SATURATED = 0.85
+
+
+def cores(server: dict[str, Any]) -> float | None:
+    """How much of a core a server used while measured: CPU per query times queries a second."""
+    cpu = server.get("cpu_us_per_query")
+    return None if cpu is None else cpu * server["qps"] / 1e6
+
+
+def _pace(result: dict[str, Any], ours: str, theirs: str) -> str:
+    """Why the QPS ratio of one comparison came out as it did, in the run's own numbers."""
+    servers = result["servers"]
+    a, b = servers[ours], servers[theirs]
+    used_a, used_b = cores(a), cores(b)
+    spread = ", ".join(f"{label} {min(r['qps'] for r in s['runs']):,.0f}-"
+                       f"{max(r['qps'] for r in s['runs']):,.0f}" for label, s in servers.items())
+    cost = (f"Per query {ours} needed {_fmt(a['cpu_us_per_query'])} µs of CPU and {theirs} "
+            f"{_fmt(b['cpu_us_per_query'])} µs (CPU ratio "
+            f"{_fmt(next(iter(result.get('cpu_ratios', {}).values()), None), 3)}).")
+    client = a.get("dnsperf_cores")
+    if used_a is not None and used_a < SATURATED:
+        if client is not None and client >= SATURATED:
+            pace = (f"dnsperf set the pace, not {ours}: {ours} used {used_a:.2f} of a core "
+                    f"while dnsperf's one thread used {client:.2f}")
+        else:
+            pace = (f"neither {ours} ({used_a:.2f} of a core) nor dnsperf ({_fmt(client)}) "
+                    f"worked flat out: the machine's other load took the rest")
+        return (f"{pace}, so the QPS ratio reflects the client and the machine as much as the "
+                f"servers (QPS per round: {spread}). {cost}")
+    return (f"{ours} ran flat out ({_fmt(used_a)} of a core, {theirs} "
+            f"{_fmt(used_b)}). {cost}")
+
+
+FASTER_CLIENT = ("A client that can outrun the server (dnsperf on cores of its own or another "
+                 "machine), so that CPU per query decides; then fewer system calls per query "
+                 "(recvmmsg/sendmmsg, which Python's socket module lacks; most of dockdns's CPU "
+                 "per query is the kernel's recvfrom and sendto, as for dnsmasq) or --workers N "
+                 "on a host with cores to spare.")
+
+
+def explain(key: str, scenarios: dict[str, Any]) -> tuple[str, str]:
+    """Why a target was missed and what would close it, from profiling the daemon and from this
+    run's numbers. Shown only next to a missed target."""
+    if key == "local_vs_dnsmasq":
+        return _pace(scenarios["local_names"], "dockdns", "dnsmasq"), FASTER_CLIENT
+    if key == "local_vs_docker":
+        return _pace(scenarios["container_names"], "dockdns", "docker"), FASTER_CLIENT
+    if key == "cache_vs_dnsmasq":
+        return (_pace(scenarios["cache_hits"], "dockdns", "dnsmasq") + " A cache hit is as "
+                "cheap as a local name only while it is answered from the memo; one rebuilt on "
+                "the full path (parsing, the cache, a new reply for the TTL countdown) costs "
+                "several times more.",
+                "Memoize cache hits until the TTL's next whole second so that they stay on the "
+                "inline path; then as for local names.")
+    if key == "scaling":
+        return ("Nothing on the memo path grows with the registry (the memo holds what clients "
+                "ask, not what the registry holds); what differs is memory and cache pressure "
+                "from the larger heap, and noise.",
+                "Fewer objects per name (records as tuples, addresses as bytes) would shrink the "
+                "heap; compare the CPU-per-query ratios first.")
+    if key == "rss":
+        return ("Every registry name is several Python objects (record, name set, tuples, "
+                "strings) and every distinct question a memo entry.",
+                "Fewer objects per name (records as tuples, addresses as bytes).")
+    if key == "lost":
+        return ("Queries went unanswered: the socket's receive buffer overflowed while the "
+                "server was busy, or an answer took longer than dnsperf's timeout.",
+                "A larger receive buffer (net.core.rmem_max; dockdns asks for 4 MB) and the "
+                "memo filled before load (a miss costs ~50 µs on the full path).")
+    return ("The time from the engine's event to the snapshot swap: the event thread, the "
+            "container inspection and rebuilding the registry.",
+            "Inspect only the started container and rebuild only its records.")
+
+
+@dataclass
+class Target:
+    key: str
+    name: str
+    goal: str
+    value: float | None  # None: not measured in this run
+    met: bool | None
+    shortfall: str = ""
+    why: str = ""
+    closes: str = ""
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _at_least(key: str, name: str, value: float | None, goal: float, unit: str = "x") -> Target:
+    if value is None:
+        return Target(key, name, f">= {goal:g}{unit}", None, None)
+    met = value >= goal
+    shortfall = "" if met else f"{(goal - value) / goal:.1%} short ({value:g}{unit})"
+    return Target(key, name, f">= {goal:g}{unit}", value, met, shortfall)
+
+
+def _below(key: str, name: str, value: float | None, limit: float, unit: str) -> Target:
+    if value is None:
+        return Target(key, name, f"< {limit:g} {unit}", None, None)
+    met = value < limit
+    shortfall = "" if met else f"{(value - limit) / limit:.1%} over ({value:g} {unit})"
+    return Target(key, name, f"< {limit:g} {unit}", value, met, shortfall)
+
+
+def dockdns_runs(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every summary of a dockdns server measured in the run."""
+    found = []
+    for name, result in scenarios.items():
+        for label, summary in (_get(result, "servers") or {}).items():
+            if name in ("registry_scaling", "workers") or label == "dockdns":
+                found.append(summary)
+    return found
+
+
+def targets(scenarios: dict[str, Any]) -> list[Target]:
+    rss = _get(scenarios, "local_names", "servers", "dockdns", "rss_mb")
+    runs = dockdns_runs(scenarios)
+    lost = sum(s["lost"] for s in runs) if runs else None
+    found = [
+        _at_least("local_vs_dnsmasq", "local names vs dnsmasq",
+                  _get(scenarios, "local_names", "ratios", "dockdns/dnsmasq"), 1.0),
+        _at_least("local_vs_docker", "container names vs Docker's 127.0.0.11",
+                  _get(scenarios, "container_names", "ratios", "dockdns/docker"), 2.0),
+        _at_least("cache_vs_dnsmasq", "cache hits vs dnsmasq",
+                  _get(scenarios, "cache_hits", "ratios", "dockdns/dnsmasq"), 1.0),
+        _at_least("scaling", "100,000 names vs 10 names",
+                  _get(scenarios, "registry_scaling", "ratios", "100000/10"), 0.9),
+        _below("rss", "dockdns RSS with 10,000 names", rss, RSS_LIMIT_MB, "MB"),
+        _below("lost", "queries lost by dockdns at dnsperf's default load",
+               None if lost is None else float(lost), 1, "queries"),
+        _below("propagation", "propagation p99",
+               _get(scenarios, "propagation", "p99_ms"), PROPAGATION_LIMIT_MS, "ms"),
+    ]
+    for target in found:
+        if target.met is False:
+            target.why, target.closes = explain(target.key, scenarios)
+    return found
+
+
+# --- the machine ------------------------------------------------------------------------------
+
+def _first_line(argv: list[str], pattern: str) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        found = re.search(pattern, done.stdout + done.stderr)
+        if found:
+            return found.group(1)
+    return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "dnsperf": _first_line(["dnsperf", "-h"], r"Version ([\d.]+)"),
+        "dnsmasq": _first_line(["dnsmasq", "--version"], r"version ([\d.]+)"),
+        "docker": _first_line(["docker", "version", "-f", "{{.Server.Version}}"],
+                              r"^(\S+)"),
+    }
+
+
+# --- RESULTS.md -------------------------------------------------------------------------------
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _server_table(servers: dict[str, Any]) -> list[str]:
+    lines = ["| server | QPS | QPS range | avg ms | p99 ms | lost / sent | rcodes | CPU µs/query "
+             "| cores used | dnsperf cores | RSS MB | startup s |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for label, s in servers.items():
+        rcodes = ", ".join(f"{code} {count:,}" for code, count in sorted(s["rcodes"].items()))
+        low = min(r["qps"] for r in s["runs"])
+        high = max(r["qps"] for r in s["runs"])
+        lines.append(
+            f"| {label} | {_fmt(s['qps'])} | {low:,.0f}-{high:,.0f} | {_fmt(s['avg_ms'], 3)} "
+            f"| {_fmt(s['p99_ms'], 3)} | {_fmt(s['lost'])} / {_fmt(s['sent'])} | {rcodes} "
+            f"| {_fmt(s['cpu_us_per_query'])} | {_fmt(cores(s))} "
+            f"| {_fmt(s.get('dnsperf_cores'))} | {_fmt(s['rss_mb'], 1)} "
+            f"| {_fmt(s['startup_s'])} |")
+    return lines
+
+
+TITLES = {
+    "local_names": "1. Local names: 10,000-name hosts file, 1,000-name mix",
+    "cache_hits": "2. Cache hits on forwarded names (same local upstream)",
+    "container_names": "3. Container names from a client container's namespace",
+    "registry_scaling": "4. Registry size: 10 vs 10,000 vs 100,000 names",
+    "workers": "Workers: --workers 1 vs 2 (10,000 names)",
+    "propagation": "5. Propagation: container start event to its name answering",
+}
+
+
+def markdown(document: dict[str, Any]) -> str:
+    settings = document["settings"]
+    m = document["machine"]
+    load = document["load"]
+    out = [
+        "# dockdns benchmark results",
+        "",
+        "Written by `make bench` (`python3 -m benchmarks.run`); do not edit by hand.",
+        "",
+        f"- Date: {document['date']}" + (" (smoke run: numbers meaningless)"
+                                         if settings["smoke"] else ""),
+        f"- Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}, "
+        f"dnsperf {m['dnsperf']}, dnsmasq {m['dnsmasq']}, Docker {m['docker']}",
+        f"- Load average (1 min) before / after: {load['before']:.2f} / {load['after']:.2f}",
+        f"- Each server: {settings['rounds']} rounds × {settings['seconds']:g} s of `dnsperf -c "
+        f"{settings['clients']} -T {settings['threads']}` ({settings['outstanding']} queries "
+        "outstanding, dnsperf's default), servers alternating within each round; figures are "
+        "medians over the rounds, ratios the median of the per-round ratios.",
+        "- dnsperf runs on the same machine, so it and the server share the cores: compare the "
+        "ratios, not the absolute numbers. CPU µs/query is each server's own cost (dockerd's "
+        "for Docker's resolver), and *cores used* (CPU per query × QPS) below "
+        f"{SATURATED} means the server was waiting for dnsperf, not working flat out.",
+        "",
+        "## Targets",
+        "",
+        "| target | goal | measured | met |",
+        "|---|---|---:|---|",
+    ]
+    for t in document["targets"]:
+        met = {True: "yes", False: f"**no**: {t['shortfall']}", None: "not measured"}[t["met"]]
+        out.append(f"| {t['name']} | {t['goal']} | {_fmt(t['value'], 3)} | {met} |")
+    missed = [t for t in document["targets"] if t["met"] is False]
+    if missed:
+        out += ["", "### Missed targets", ""]
+        for t in missed:
+            out += [f"- **{t['name']}**: {t['shortfall']}.", f"  Why: {t['why']}",
+                    f"  What would close it: {t['closes']}"]
+    for key, title in TITLES.items():
+        result = document["scenarios"].get(key)
+        if result is None:
+            continue
+        out += ["", f"## {title}", ""]
+        if result["status"] != "ok":
+            out.append(f"{result['status']}: {result.get('reason', '')}")
+            continue
+        if "servers" in result:
+            out += _server_table(result["servers"])
+            ratios = ", ".join(f"{name} = **{value:.3f}**"
+                               for name, value in result["ratios"].items())
+            cpu = ", ".join(f"{name} = {_fmt(value, 3)}"
+                            for name, value in result.get("cpu_ratios", {}).items())
+            out += ["", f"QPS ratios: {ratios}",
+                    "", f"CPU-per-query ratios (above 1: the first is cheaper): {cpu}"]
+        else:
+            out.append(f"{result['starts']} starts, {result['missed']} never answered: "
+                       f"p50 **{_fmt(result['p50_ms'])} ms**, p99 **{_fmt(result['p99_ms'])} ms**"
+                       f", max {_fmt(result['max_ms'])} ms")
+        for note in result.get("notes", []):
+            out += ["", f"Note: {note}"]
+    out.append("")
+    return "\n".join(out)
+
+
+def target_dicts(found: list[Target]) -> list[dict[str, Any]]:
+    return [asdict(t) for t in found]

@@ -1,0 +1,105 @@
+"""``python3 -m benchmarks.run``: every scenario of issue 6 in one run, then RESULTS.md and
+results.json. ``--smoke`` is the short run CI makes to prove the harness still works.
+
+All traffic stays on loopback and inside containers the harness makes; every dockdns started
+here forwards only to a dnsmasq the harness runs on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import dnsperf, report, scenarios
+
+HERE = Path(__file__).resolve().parent
+
+FULL = {"seconds": 4.0, "rounds": 5, "propagation_starts": 50}
+SMOKE = {"seconds": 1.0, "rounds": 1, "propagation_starts": 3}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python3 -m benchmarks.run", description=__doc__)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a second per server and one round: proves the harness works")
+    parser.add_argument("--scenario", action="append", choices=sorted(scenarios.SCENARIOS),
+                        help="run only this scenario (repeatable; default: all)")
+    parser.add_argument("--seconds", type=float, help="length of each dnsperf run")
+    parser.add_argument("--rounds", type=int, help="how often each server is measured")
+    parser.add_argument("--starts", type=int, help="container starts for propagation")
+    parser.add_argument("--out", type=Path, default=HERE,
+                        help="where RESULTS.md and results.json go (default: benchmarks/)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    preset = SMOKE if args.smoke else FULL
+    seconds = args.seconds or preset["seconds"]
+    rounds = args.rounds or int(preset["rounds"])
+    starts = args.starts or int(preset["propagation_starts"])
+    selected = args.scenario or list(scenarios.SCENARIOS)
+    load_before = os.getloadavg()[0]
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="dockdns-bench-") as work:
+        ctx = scenarios.Context(Path(work), seconds, rounds, starts)
+        with scenarios.upstream(ctx):
+            for name in selected:
+                print(f"== {name}", file=sys.stderr, flush=True)
+                try:
+                    results[name] = scenarios.SCENARIOS[name](ctx)
+                except scenarios.Skip as skip:
+                    results[name] = {"status": "skipped", "reason": str(skip)}
+                except Exception as err:
+                    traceback.print_exc()
+                    results[name] = {"status": "error", "reason": f"{type(err).__name__}: {err}"}
+                print(f"   {_one_line(results[name])}", file=sys.stderr, flush=True)
+    found = report.targets(results)
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": report.machine(),
+        "load": {"before": load_before, "after": os.getloadavg()[0]},
+        "settings": {"smoke": args.smoke, "seconds": seconds, "rounds": rounds,
+                     "propagation_starts": starts, "clients": dnsperf.CLIENTS,
+                     "threads": dnsperf.THREADS, "outstanding": 100},
+        "targets": report.target_dicts(found),
+        "scenarios": results,
+    }
+
+
+def _one_line(result: dict[str, Any]) -> str:
+    if result["status"] != "ok":
+        return f"{result['status']}: {result['reason']}"
+    if "servers" in result:
+        qps = ", ".join(f"{label} {s['qps']:,} qps" for label, s in result["servers"].items())
+        ratios = ", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items())
+        return f"{qps}; {ratios}"
+    return f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not dnsperf.available():
+        print("benchmarks: dnsperf is not installed (Debian package dnsperf)", file=sys.stderr)
+        return 2
+    document = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
+    (args.out / "RESULTS.md").write_text(report.markdown(document))
+    print(f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results.json'}", file=sys.stderr)
+    errors = [name for name, r in document["scenarios"].items() if r["status"] == "error"]
+    if errors:
+        print(f"benchmarks: scenarios failed: {', '.join(errors)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
