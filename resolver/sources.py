@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from discovery.docker_source import DockerSource, default_hosts
 from discovery.hosts import HostsSource
@@ -29,6 +29,17 @@ from resolver.metrics import DockerMetrics
 
 # How long `dockdns check` / `dockdns registry` wait for an engine's first listing.
 LOAD_TIMEOUT = 15.0
+
+
+async def run_until_settled(run: Coroutine[Any, Any, None], settled: asyncio.Event) -> None:
+    """Run a remote source until its first sync settled (or LOAD_TIMEOUT), then stop it."""
+    task = asyncio.get_running_loop().create_task(run)
+    try:
+        await asyncio.wait_for(settled.wait(), LOAD_TIMEOUT)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class Source(Protocol):
@@ -110,13 +121,9 @@ class DockerEngine:
 
     async def load(self) -> None:
         """Sync once (for `dockdns check`/`registry`): raise if the engine cannot be reached."""
-        task = asyncio.get_running_loop().create_task(self.source.run())
         try:
-            await asyncio.wait_for(self.source.settled.wait(), LOAD_TIMEOUT)
+            await run_until_settled(self.source.run(), self.source.settled)
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             self.source.close()
         if not self.source.ready:
             raise ConnectionError(f"docker engine {self.engine}: {self.source.error}")
@@ -179,13 +186,7 @@ class SwarmServices:
         await self.source.settled.wait()
 
     async def load(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.source.run())
-        try:
-            await asyncio.wait_for(self.source.settled.wait(), LOAD_TIMEOUT)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await run_until_settled(self.source.run(), self.source.settled)
 
     def reconfigure(self, config: Config) -> None:
         self.source.refresh = config.swarm_refresh
