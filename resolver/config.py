@@ -122,6 +122,7 @@ class Config:
     cache_min_ttl: int = 0
     cache_max_ttl: int = 86_400
     serve_stale: bool = True
+    bogus_priv: bool = True
     swarm: bool = True
     swarm_managers: tuple[str, ...] = ()
     swarm_refresh: float = 2.0
@@ -306,6 +307,9 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="SECONDS"),
     Setting("cache_max_ttl", _int_in(0, 2**31 - 1), "cache answers at most this long",
             metavar="SECONDS"),
+    Setting("bogus_priv", _bool, "answer reverse lookups of private and special-use addresses "
+            "that the registry does not hold with NXDOMAIN instead of forwarding them (unless a "
+            "--forward-zone covers them)"),
     Setting("serve_stale", _bool, "answer from expired cache entries (TTL 30, up to a day old) "
             "while every upstream fails (RFC 8767)"),
     Setting("swarm", _bool, "answer Swarm service names when a Docker engine is a Swarm manager"),

@@ -255,7 +255,10 @@ class Daemon:
         if {"log_level", "log_format"} & set(applied):
             configure(merged.log_level, merged.log_format == "json")
         self.handler.query_log = log_query if merged.log_queries else None
-        if {"ttl", "domain", "as_container", "allow"} & set(applied):
+        # Memoized answers depend on these; forwarding settings too (a private reverse zone newly
+        # routed upstream must stop getting the memoized local NXDOMAIN).
+        if {"ttl", "domain", "as_container", "allow", "default_bridge_names", "upstreams",
+                "forward_zones", "bogus_priv"} & set(applied):
             # Swaps the views in one assignment: queries keep being answered, from new memos.
             self.handler.reconfigure(answer_settings(merged))
         self.tcp_state.max_connections = merged.tcp_max

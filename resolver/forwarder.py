@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ from resolver.message import (
     scan_any,
     upstream_query,
 )
-from resolver.stats import SOURCE_CACHE, SOURCE_FORWARD, QueryStats
+from resolver.private_reverse import is_private_reverse
+from resolver.stats import SOURCE_CACHE, SOURCE_FORWARD, SOURCE_LOCAL, QueryStats
 from resolver.upstream_health import UpstreamHealth
 from resolver.upstream_transport import (
     UDPExchange,
@@ -65,6 +67,7 @@ class ForwarderStats:
     resolutions: int = 0  # questions that went upstream
     coalesced: int = 0  # queries that joined a question already in flight
     failures: int = 0  # resolutions that ended without a usable answer
+    private_reverse: int = 0  # reverse lookups of private addresses answered NXDOMAIN here
     overflow: int = 0  # queries refused because --max-inflight questions were in flight
     bad_replies: int = 0  # matched replies that could not be read
 
@@ -245,6 +248,7 @@ class UpstreamForwarder:
         self.udp = UpstreamUDP()
         self.timeout = config.upstream_timeout
         self.max_inflight = config.max_inflight
+        self.bogus_priv = config.bogus_priv
         self.stats = ForwarderStats()
         self.requests: dict[tuple[str, str], int] = {}
         self._inflight: dict[tuple[bytes, bool], asyncio.Task[Outcome]] = {}
@@ -259,6 +263,7 @@ class UpstreamForwarder:
         self.health.forget_except(self.source.table.servers())
         self.timeout = config.upstream_timeout
         self.max_inflight = config.max_inflight
+        self.bogus_priv = config.bogus_priv
         cache = self.cache
         if (cache.size, cache.min_ttl, cache.max_ttl) != (
                 config.cache_size, config.cache_min_ttl, config.cache_max_ttl):
@@ -355,6 +360,12 @@ class UpstreamForwarder:
                 return self._stale(entry, query, max_size, now)
         self.stats.cache_misses += 1
 
+        if (self.bogus_priv and is_private_reverse(query.labels)
+                and not self.source.table.routed(query.labels)):
+            # Nobody upstream can know this private address; asking would only leak it.
+            self.stats.private_reverse += 1
+            return ForwardedReply(wire.error_reply(query, packet, wire.NXDOMAIN), wire.NXDOMAIN,
+                                  SOURCE_LOCAL, memo_until=math.inf)
         servers = self.source.table.for_labels(query.labels)
         if not servers:
             limited.warning("no upstream server for %s; answering SERVFAIL", query.name)

@@ -125,6 +125,11 @@ class UpstreamTable:
                     return servers
         return self.default
 
+    def routed(self, labels: tuple[bytes, ...]) -> bool:
+        """Whether a --forward-zone covers this name."""
+        lowered = tuple(label.lower() for label in labels)
+        return any(lowered[start:] in self.zones for start in range(len(lowered) + 1))
+
     def servers(self) -> set[HostPort]:
         found = set(self.default)
         for servers in self.zones.values():

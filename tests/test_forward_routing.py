@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dns.rcode
 
 from tests.support.daemon import dockdns
@@ -91,3 +93,44 @@ def test_an_ipv6_upstream() -> None:
     assert addresses(udp) == {"2001:db8::60"} and addresses(tcp) == {"2001:db8::61"}
     assert upstream.count("v6.example.test", transport="udp") == 1
     assert upstream.count("v6tcp.example.test", transport="tcp") == 1
+
+
+PRIVATE_PTR = "5.0.17.172.in-addr.arpa"
+PUBLIC_PTR = "7.100.51.198.in-addr.arpa"
+
+
+def ptr_server() -> FaultServer:
+    server = FaultServer()
+    server.add(PRIVATE_PTR, "PTR", 300, "private.upstream.test.")
+    server.add(PUBLIC_PTR, "PTR", 300, "public.upstream.test.")
+    return server
+
+
+def test_private_reverse_lookups_stay_here(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("172.17.0.9 known-private\n")
+    with ptr_server() as upstream:
+        with dockdns("--upstream", upstream.address, "--hosts-file", str(hosts)) as daemon:
+            private = ask(daemon.host, daemon.port, PRIVATE_PTR, "PTR")
+            loopback = ask(daemon.host, daemon.port, "1.0.0.127.in-addr.arpa", "PTR", tcp=True)
+            ula = ask(daemon.host, daemon.port, "1.0.0.0.d.f.ip6.arpa", "SOA")
+            known = ask(daemon.host, daemon.port, "9.0.17.172.in-addr.arpa", "PTR")
+            public = ask(daemon.host, daemon.port, PUBLIC_PTR, "PTR")
+        assert private.rcode() == loopback.rcode() == ula.rcode() == dns.rcode.NXDOMAIN
+        assert upstream.count(PRIVATE_PTR) == 0 and upstream.count("1.0.0.127.in-addr.arpa") == 0
+        # The registry still answers its own private addresses; public ones are forwarded.
+        assert [str(r) for r in known.answer[0]] == ["known-private."]
+        assert [str(r) for r in public.answer[0]] == ["public.upstream.test."]
+        assert upstream.count(PUBLIC_PTR) == 1
+
+
+def test_private_reverse_forwarded_when_routed_or_allowed() -> None:
+    with ptr_server() as upstream:
+        with dockdns("--upstream", upstream.address,
+                     "--forward-zone", f"17.172.in-addr.arpa={upstream.address}") as daemon:
+            routed = ask(daemon.host, daemon.port, PRIVATE_PTR, "PTR")
+        assert [str(r) for r in routed.answer[0]] == ["private.upstream.test."]
+        with dockdns("--upstream", upstream.address, "--no-bogus-priv") as daemon:
+            allowed = ask(daemon.host, daemon.port, PRIVATE_PTR, "PTR")
+        assert [str(r) for r in allowed.answer[0]] == ["private.upstream.test."]
+        assert upstream.count(PRIVATE_PTR) == 2
