@@ -1,5 +1,12 @@
 """The TCP listener (RFC 7766): 2-byte length framing, pipelined queries answered as they finish,
-an idle timeout, and caps on connections and on what one connection may buffer."""
+an idle timeout, and caps on connections and on what one connection may buffer.
+
+Back-pressure both ways: a connection stops being read while ``MAX_PIPELINED`` of its queries are
+in progress, and while its replies wait in the transport because the client does not read them
+(``pause_writing``). Either way the client's own sends then block in the kernel, so one
+connection holds at most about MAX_BUFFERED + one read + the transport's high-water mark
+(64 KiB) + its in-progress replies, whatever it sends.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +21,23 @@ log = logging.getLogger("dockdns.tcp")
 errors = RateLimitedLog(log)
 
 # RFC 7766 6.2.3 recommends closing idle connections after "a few seconds"; 10 s leaves room for
-# a stub that reuses its connection across a burst of lookups.
+# a stub that reuses its connection across a burst of lookups. A connection whose client reads no
+# replies for this long is idle too, and is aborted (its unread replies would never drain).
 DEFAULT_IDLE_TIMEOUT = 10.0
-# Open connections at once. Each costs a socket and a small buffer; past this, new connections
-# are closed at once so that a client holding sockets open cannot exhaust file descriptors.
+# Open connections at once. Each costs a file descriptor and at most ~400 KB (see above); past
+# this, new connections are closed at once so that clients holding sockets open cannot exhaust
+# file descriptors (1024 is the usual soft limit a daemon gets) or memory.
 DEFAULT_MAX_CONNECTIONS = 1024
 # Queries one connection may have in progress before we stop reading from it (back-pressure).
+# Stubs pipeline a handful (glibc sends A and AAAA together); 64 lets a resolver-like client
+# keep a full window busy while one connection can hold at most 64 tasks and upstream slots.
 MAX_PIPELINED = 64
 # Unanswered bytes buffered from one connection: one maximal message plus its length prefix and
 # a little slack. A client that sends more without reading replies is throttled by MAX_PIPELINED.
 MAX_BUFFERED = 65_535 + 2 + 4096
-# Replies queued towards a client that does not read them; past this the connection is closed.
+# Replies queued in the transport towards a client: it stops being read past the transport's
+# high-water mark (64 KiB), so only replies of queries already in progress add to that; past
+# this (16 maximal replies) the connection is aborted instead of buffering more.
 MAX_WRITE_BUFFER = 1 << 20
 
 
@@ -52,6 +65,7 @@ class TCPConnection(asyncio.Protocol):
         self.pending: set[asyncio.Task[None]] = set()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.reading = True
+        self.writing_paused = False  # the transport holds more than its high-water mark
         self.stopped = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -86,7 +100,34 @@ class TCPConnection(asyncio.Protocol):
         if self.pending:  # still answering: idle means no traffic in either direction
             self._arm_idle_timer()
         elif self.transport is not None:
-            self.transport.close()
+            if self.transport.get_write_buffer_size():
+                # The client has read nothing for the whole timeout: a close would wait for
+                # replies that never drain and keep the connection (and its slot) forever.
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is past its high-water mark: the client is not reading its
+        replies, so stop reading its queries until they drain."""
+        self.writing_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if self.reading and self.transport is not None:
+            self.transport.pause_reading()
+            self.reading = False
+
+    def _resume_reading(self) -> None:
+        if (not self.reading and not self.stopped and not self.writing_paused
+                and self.transport is not None and len(self.pending) < MAX_PIPELINED):
+            self.transport.resume_reading()
+            self.reading = True
+            self._drain_messages()
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None:
@@ -101,7 +142,7 @@ class TCPConnection(asyncio.Protocol):
 
     def _drain_messages(self) -> None:
         buffer = self.buffer
-        while len(buffer) >= 2 and len(self.pending) < MAX_PIPELINED:
+        while len(buffer) >= 2 and len(self.pending) < MAX_PIPELINED and not self.writing_paused:
             length = (buffer[0] << 8) | buffer[1]
             if len(buffer) < 2 + length:
                 break
@@ -115,28 +156,19 @@ class TCPConnection(asyncio.Protocol):
             self.pending.add(task)
             task.add_done_callback(self._finished)
         # Complete messages are taken out above, so the buffer only grows past one maximal
-        # message while the pipeline is full: stop reading until answers go out.
-        if (len(self.pending) >= MAX_PIPELINED or len(buffer) > MAX_BUFFERED) and self.reading:
-            if self.transport is not None:
-                self.transport.pause_reading()
-                self.reading = False
+        # message while the pipeline is full or replies wait: stop reading until they go out.
+        if len(self.pending) >= MAX_PIPELINED or len(buffer) > MAX_BUFFERED:
+            self._pause_reading()
 
     def stop_reading(self) -> None:
         """Take no new queries (shutdown): stop reading and forget what is not yet started."""
         self.stopped = True
         self.buffer.clear()
-        if self.reading and self.transport is not None:
-            self.transport.pause_reading()
-            self.reading = False
+        self._pause_reading()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.pending.discard(task)
-        if self.stopped:
-            return
-        if not self.reading and self.transport is not None and len(self.pending) < MAX_PIPELINED:
-            self.transport.resume_reading()
-            self.reading = True
-            self._drain_messages()
+        self._resume_reading()
 
     async def _answer(self, message: bytes) -> None:
         reply = await self.state.handler.answer(message, self.client, True)
