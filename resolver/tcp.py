@@ -49,7 +49,7 @@ class TCPServerState:
         self.handler = handler
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
-        self.connections: set[TCPConnection] = set()
+        self.connections: set[TCPConnection] = set()  # at most max_connections
         self.rejected = 0
 
     def protocol(self) -> TCPConnection:
