@@ -11,6 +11,7 @@ connection holds at most about MAX_BUFFERED + one read + the transport's high-wa
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from typing import cast
 
@@ -39,6 +40,18 @@ MAX_BUFFERED = 65_535 + 2 + 4096
 # high-water mark (64 KiB), so only replies of queries already in progress add to that; past
 # this (16 maximal replies) the connection is aborted instead of buffering more.
 MAX_WRITE_BUFFER = 1 << 20
+# Connections one (non-loopback) address may hold at once. Without it one container could take
+# every --tcp-max slot (a byte every few seconds keeps a connection from going idle) and leave
+# the others no TCP fallback for truncated answers. A stub opens one connection per lookup that
+# needs TCP; 64 at once is far beyond that, and 1/16 of the default --tcp-max.
+MAX_CONNECTIONS_PER_CLIENT = 64
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class TCPServerState:
@@ -50,7 +63,32 @@ class TCPServerState:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections: set[TCPConnection] = set()  # at most max_connections
+        # Open connections per non-loopback client address (each at most
+        # MAX_CONNECTIONS_PER_CLIENT; an address leaves the table with its last connection).
+        self.per_client: dict[str, int] = {}
         self.rejected = 0
+
+    def admit(self, client: str) -> str | None:
+        """Take a connection slot for ``client``; None, or why it gets none."""
+        if len(self.connections) >= self.max_connections:
+            return f"TCP connection limit ({self.max_connections}) reached; closing new " \
+                "connections"
+        if _is_loopback(client):
+            return None
+        held = self.per_client.get(client, 0)
+        if held >= MAX_CONNECTIONS_PER_CLIENT:
+            return f"TCP client holds {MAX_CONNECTIONS_PER_CLIENT} connections already; " \
+                "closing its new ones"
+        self.per_client[client] = held + 1
+        return None
+
+    def release(self, client: str) -> None:
+        held = self.per_client.get(client)
+        if held is not None:
+            if held > 1:
+                self.per_client[client] = held - 1
+            else:
+                del self.per_client[client]
 
     def protocol(self) -> TCPConnection:
         return TCPConnection(self)
@@ -67,23 +105,28 @@ class TCPConnection(asyncio.Protocol):
         self.reading = True
         self.writing_paused = False  # the transport holds more than its high-water mark
         self.stopped = False
+        self.admitted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so no isinstance check here.
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
-        if len(self.state.connections) >= self.state.max_connections:
+        refusal = self.state.admit(self.client)
+        if refusal is not None:
             self.state.rejected += 1
-            errors.warning("TCP connection limit (%d) reached; closing new connections",
-                           self.state.max_connections)
+            errors.warning(refusal)
             self.transport.abort()
             return
+        self.admitted = True
         self.state.connections.add(self)
         self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state.connections.discard(self)
+        if self.admitted:
+            self.admitted = False
+            self.state.connections.discard(self)
+            self.state.release(self.client)
         if self.idle_timer is not None:
             self.idle_timer.cancel()
         for task in self.pending:

@@ -6,7 +6,10 @@ connection slot)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,9 +20,10 @@ import dns.query
 import dns.rcode
 import dns.rrset
 
-from resolver.tcp import MAX_PIPELINED
+from resolver.tcp import MAX_CONNECTIONS_PER_CLIENT, MAX_PIPELINED
 from tests.support.daemon import dockdns
-from tests.support.net import addresses, ask
+from tests.support.net import addresses, ask, free_port
+from tests.support.netns import namespace
 from tests.support.scrape import scrape, value
 
 
@@ -306,3 +310,63 @@ def served(host: str, port: int) -> bool:
             return addresses(query_on(fresh)) == {"10.1.2.3"}
         except (OSError, EOFError):
             return False
+
+
+HOLDER = r"""
+import json, socket, sys, time
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+packet = bytes.fromhex(sys.argv[4])
+
+def answered(sock):
+    try:
+        sock.sendall(len(packet).to_bytes(2, "big") + packet)
+        head = sock.recv(2)
+        return len(head) == 2 and len(sock.recv(65535)) > 0
+    except OSError:
+        return False
+
+def connect():
+    sock = socket.create_connection((host, port), timeout=5)
+    sock.settimeout(5)
+    return sock
+
+held = [connect() for _ in range(count)]
+print(json.dumps({"held": sum(answered(s) for s in held), "extra": answered(connect())}),
+      flush=True)
+sys.stdin.readline()
+held.pop().close()
+for _ in range(50):  # the daemon notices the close on its next loop turn
+    if answered(connect()):
+        print(json.dumps({"again": True}), flush=True)
+        break
+    time.sleep(0.1)
+else:
+    print(json.dumps({"again": False}), flush=True)
+"""
+
+
+def test_one_address_holds_at_most_its_share_of_connections(tmp_path: Path) -> None:
+    packet = dns.message.make_query("web1", "A").to_wire()
+    loopback = free_port()
+    with namespace(subnet_octet=48) as ns, \
+            dockdns("--hosts-file", hosts_file(tmp_path), "--allow", f"{ns.address}/32",
+                    "--listen", f"127.0.0.1:{loopback}", host=ns.host_address) as server:
+        with subprocess.Popen(
+                ["ip", "netns", "exec", ns.name, sys.executable, "-c", HOLDER, server.host,
+                 str(server.port), str(MAX_CONNECTIONS_PER_CLIENT), packet.hex()],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+            try:
+                assert holder.stdout is not None and holder.stdin is not None
+                first = json.loads(holder.stdout.readline())
+                # All of its share answered; one more from the same address closed at once.
+                assert first == {"held": MAX_CONNECTIONS_PER_CLIENT, "extra": False}
+                # Others still get connections.
+                with socket.create_connection(("127.0.0.1", loopback)) as other:
+                    assert addresses(query_on(other)) == {"10.1.2.3"}
+                holder.stdin.write("\n")
+                holder.stdin.flush()
+                # A slot given back is its to use again.
+                assert json.loads(holder.stdout.readline()) == {"again": True}
+            finally:
+                holder.kill()
+        assert f"holds {MAX_CONNECTIONS_PER_CLIENT} connections already" in server.log()
