@@ -51,7 +51,9 @@ class View:
     container: str = ""  # the container this view belongs to, for logs and `dockdns check`
     memo_udp: dict[bytes, MemoEntry] = field(default_factory=dict)
     memo_tcp: dict[bytes, MemoEntry] = field(default_factory=dict)
-    # What each memo holds, as counted by ``remember`` against MEMO_BYTES.
+    # What each memo holds, as counted by ``remember`` against MEMO_BYTES. An entry replaced
+    # under the same key (a forwarded answer memoized again once its TTL ticked) is counted
+    # again: the count only errs high, so the memo at worst starts again a little early.
     memo_udp_bytes: int = 0
     memo_tcp_bytes: int = 0
 
