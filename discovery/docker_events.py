@@ -84,6 +84,9 @@ class EventPump:
             self._deliver(self._on_end, reason)
 
     def _deliver(self, callback: Callable[[Any], None], value: Any) -> None:
+        # No queue of our own: each event is one callback on the loop, which runs them as fast
+        # as the engine makes them (an event only marks a container stale, ``DockerSource.
+        # on_event``), and the stale set holds each container once however many events come.
         # The loop may already be closed when the daemon stops: nothing left to tell.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(callback, value)

@@ -3,9 +3,10 @@
 A session with the engine goes: connect; read the engine's clock; subscribe to events *since that
 moment* (the engine replays anything that happened after it, so nothing falls in the gap between
 subscribing and listing, even though Docker flushes the stream's headers before it subscribes);
-list every network and running container; publish; then apply events. An event only marks what it
-concerns as stale; a refresher on the loop re-inspects the stale containers in a worker thread and
-publishes the result, so every published state was read after the event that caused it.
+list every network and running (or paused) container; publish; then apply events. An event only
+marks what it concerns as stale; a refresher on the loop re-inspects the stale containers in a
+worker thread and publishes the result, so every published state was read after the event that
+caused it.
 
 When the engine goes away the last registry part stays in place (answers keep coming), and the
 source reconnects with exponential backoff capped at ``MAX_BACKOFF``; the next session lists
@@ -26,7 +27,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -58,10 +59,25 @@ _RFC3339 = re.compile(r"(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fractio
 
 # Container events after which it certainly does not run.
 STOPPED_ACTIONS = frozenset({"die", "stop", "destroy"})
+# The container states listed at a full sync. A paused container still runs (inspect says
+# Running) and Docker's DNS keeps answering its names, but the engine's "running" status filter
+# leaves it out: both states must be asked for (several values of one filter are OR'ed).
+LISTED_STATES = ["running", "paused"]
 
 
 def default_hosts() -> tuple[str, ...]:
     return (os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,)
+
+
+class EngineAPI(Protocol):
+    """What a session asks of the engine (``docker.APIClient`` has it): the event fuzz test
+    drives the same functions with an engine state of its own."""
+
+    def networks(self) -> list[dict[str, Any]]: ...
+
+    def containers(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]: ...
+
+    def inspect_container(self, container: str) -> dict[str, Any]: ...
 
 
 class EngineLost(Exception):
@@ -169,12 +185,12 @@ class DockerSource:
             stream = await asyncio.to_thread(_subscribe, events_api, engine_now)
             # The end is reported to this session's future only: a late report from an old
             # stream must not end a newer session.
-            self._pump = EventPump(stream, loop, self._on_event,
+            self._pump = EventPump(stream, loop, self.on_event,
                                    lambda reason: _settle(lost, reason),
                                    f"docker-events {self.host}")
             self._pump.start()
-            listing = await asyncio.to_thread(_list_all, api, self.name)
-            self._replace(listing)
+            listing = await asyncio.to_thread(list_all, api, self.name)
+            self.replace(listing)
             self.connected = True
             self.error = None
             self.ready = True
@@ -214,7 +230,7 @@ class DockerSource:
 
     # --- events (on the loop) -----------------------------------------------------------------
 
-    def _on_event(self, event: DockerEvent) -> None:
+    def on_event(self, event: DockerEvent) -> None:
         self.events_total += 1
         self.last_event = time.time()
         if event.kind == "container":
@@ -233,33 +249,48 @@ class DockerSource:
                 self._stale_containers.add(container)
         self._wake.set()
 
-    async def _refresh_loop(self, api: docker.APIClient) -> None:
+    def take_stale(self) -> tuple[set[str], bool]:
+        """What events marked stale since the last call: container IDs, and whether the
+        networks must be listed again. The set holds each ID once, so it is bounded by the
+        containers the engine has, however many events arrive."""
+        ids, self._stale_containers = self._stale_containers, set()
+        networks, self._stale_networks = self._stale_networks, False
+        return ids, networks
+
+    def return_stale(self, ids: set[str], networks: bool) -> None:
+        """Put back work that could not be done (the engine went away meanwhile)."""
+        self._stale_containers |= ids
+        self._stale_networks |= networks
+
+    async def _refresh_loop(self, api: EngineAPI) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            ids, self._stale_containers = self._stale_containers, set()
-            networks, self._stale_networks = self._stale_networks, False
+            ids, networks = self.take_stale()
             try:
-                fetched = await asyncio.to_thread(_fetch, api, self.name, ids, networks)
+                fetched = await asyncio.to_thread(fetch, api, self.name, ids, networks)
             except (docker.errors.DockerException, OSError) as err:
                 # Put the work back: the next session lists everything anyway.
-                self._stale_containers |= ids
-                self._stale_networks |= networks
+                self.return_stale(ids, networks)
                 raise EngineLost(_describe(err)) from None
-            new_networks, containers = fetched
-            if new_networks is not None:
-                self._networks = new_networks
-                # Entries depend on the networks (their drivers): rebuild all.
-                self._entries = {cid: self._entries_for(data)
-                                 for cid, data in self._containers.items()}
-            for container_id, data in containers.items():
-                if data is None or not (data.get("State") or {}).get("Running"):
-                    self._containers.pop(container_id, None)
-                    self._entries.pop(container_id, None)
-                else:
-                    self._containers[container_id] = data
-                    self._entries[container_id] = self._entries_for(data)
-            self._publish()
+            self.apply(*fetched)
+
+    def apply(self, new_networks: dict[str, Network] | None,
+              containers: dict[str, Inspect | None]) -> None:
+        """Apply what a refresh read (``fetch``) and publish the result."""
+        if new_networks is not None:
+            self._networks = new_networks
+            # Entries depend on the networks (their drivers): rebuild all.
+            self._entries = {cid: self._entries_for(data)
+                             for cid, data in self._containers.items()}
+        for container_id, data in containers.items():
+            if data is None or not (data.get("State") or {}).get("Running"):
+                self._containers.pop(container_id, None)
+                self._entries.pop(container_id, None)
+            else:
+                self._containers[container_id] = data
+                self._entries[container_id] = self._entries_for(data)
+        self._publish()
 
     async def _ping_loop(self, api: docker.APIClient) -> None:
         while True:
@@ -274,7 +305,8 @@ class DockerSource:
     def _entries_for(self, data: Inspect) -> ContainerEntries:
         return container_entries(data, self._networks, self.include_unhealthy, self.name)
 
-    def _replace(self, listing: Listing) -> None:
+    def replace(self, listing: Listing) -> None:
+        """Take a full listing (a new session) as the whole state."""
         self._networks = listing.networks
         self._containers = listing.containers
         self._entries = {cid: self._entries_for(data) for cid, data in self._containers.items()}
@@ -333,7 +365,7 @@ def _subscribe(api: docker.APIClient, since: str) -> Any:
     return stream
 
 
-def _networks(api: docker.APIClient, source: str) -> dict[str, Network]:
+def _networks(api: EngineAPI, source: str) -> dict[str, Network]:
     found: dict[str, Network] = {}
     for data in api.networks():
         network = network_from_inspect(data, source)
@@ -342,7 +374,7 @@ def _networks(api: docker.APIClient, source: str) -> dict[str, Network]:
     return found
 
 
-def _inspect(api: docker.APIClient, container_id: str) -> Inspect | None:
+def _inspect(api: EngineAPI, container_id: str) -> Inspect | None:
     try:
         data: Inspect = api.inspect_container(container_id)
     except docker.errors.NotFound:
@@ -350,18 +382,19 @@ def _inspect(api: docker.APIClient, container_id: str) -> Inspect | None:
     return data
 
 
-def _list_all(api: docker.APIClient, source: str) -> Listing:
+def list_all(api: EngineAPI, source: str) -> Listing:
+    """Every network and every running (or paused) container, inspected."""
     networks = _networks(api, source)
     containers: dict[str, Inspect] = {}
-    for summary in api.containers(filters={"status": "running"}):
+    for summary in api.containers(filters={"status": LISTED_STATES}):
         data = _inspect(api, summary["Id"])
         if data is not None:
             containers[str(data["Id"])] = data
     return Listing(networks, containers)
 
 
-def _fetch(api: docker.APIClient, source: str, ids: Iterable[str],
-           networks: bool) -> tuple[dict[str, Network] | None, dict[str, Inspect | None]]:
+def fetch(api: EngineAPI, source: str, ids: Iterable[str],
+          networks: bool) -> tuple[dict[str, Network] | None, dict[str, Inspect | None]]:
     fresh_networks = _networks(api, source) if networks else None
     containers: dict[str, Inspect | None] = {}
     for container_id in ids:

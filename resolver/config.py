@@ -111,13 +111,20 @@ class Config:
     user: str | None = None
     as_container: str | None = None
     allow: tuple[IPNetwork, ...] = ()
+    # Bounds (why these numbers: resolver/tcp.py DEFAULT_MAX_CONNECTIONS, DEFAULT_IDLE_TIMEOUT).
     tcp_max: int = 1024
     tcp_idle_timeout: float = 10.0
     # Forwarding (resolver/forwarder.py).
     forward_zones: tuple[ForwardZone, ...] = ()
     resolv_conf: str = "/etc/resolv.conf"
     upstream_timeout: float = 1.0
+    # Distinct questions waiting on upstreams at once. Docker's resolver refuses past 1024 (its
+    # REFUSED storms under load); four times that covers a burst of unique names for the 3.5 s a
+    # question may take, at a task and one upstream query ID (of 65,536 per socket) each.
     max_inflight: int = 4096
+    # Answers in the cache. An entry holds one upstream reply (a few hundred bytes typically,
+    # 64 KiB at most over TCP): ~5 MB typical; a host's working set of outside names is a few
+    # thousand, and a flood of unique names evicts the oldest instead of growing it.
     cache_size: int = 10_000
     cache_min_ttl: int = 0
     cache_max_ttl: int = 86_400

@@ -250,8 +250,11 @@ class UpstreamForwarder:
         self.max_inflight = config.max_inflight
         self.bogus_priv = config.bogus_priv
         self.stats = ForwarderStats()
+        # Per (upstream, outcome): as many as upstreams ever configured times the few outcomes.
         self.requests: dict[tuple[str, str], int] = {}
+        # At most max_inflight questions (checked before a resolution starts).
         self._inflight: dict[tuple[bytes, bool], asyncio.Task[Outcome]] = {}
+        # At most one probe per configured upstream that is down.
         self._probes: dict[HostPort, asyncio.Task[None]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------

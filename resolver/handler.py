@@ -140,7 +140,7 @@ class QueryHandler:
             refused = wire.error_reply(query, packet, wire.REFUSED)
             if query.memoizable:
                 view.remember(packet[2:], (NEVER_EXPIRES, itertools.repeat(refused[2:]), slot),
-                              tcp)
+                              tcp, len(refused))
             return refused
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         local = answer_local(self.views.snapshot, view.networks, query,
@@ -155,7 +155,7 @@ class QueryHandler:
         self.stats.counts[slot] += 1
         if forwarded.memo_until is not None and query.memoizable:
             view.remember(packet[2:], (forwarded.memo_until, itertools.repeat(forwarded.reply[2:]),
-                                       self.stats.memo_slot(slot)), tcp)
+                                       self.stats.memo_slot(slot)), tcp, len(forwarded.reply))
         return forwarded.reply
 
     def _reply_local(self, packet: bytes, query: wire.Query, local: LocalAnswer, view: View,
@@ -168,7 +168,8 @@ class QueryHandler:
         self.stats.counts[slot] += 1
         if query.memoizable:
             view.remember(packet[2:], (NEVER_EXPIRES, itertools.cycle([r[2:] for r in replies]),
-                                       self.stats.memo_slot(slot)), tcp)
+                                       self.stats.memo_slot(slot)), tcp,
+                          sum(len(r) for r in replies))
         return replies[0]
 
     async def answer(self, packet: bytes, client: str, tcp: bool) -> bytes | None:

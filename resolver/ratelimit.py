@@ -19,6 +19,8 @@ DROP = 2
 
 # Client buckets remembered at once. A spoofed flood from random sources would otherwise grow
 # the table without bound; past this the table is emptied, which only forgives past excess.
+# A bucket (the address, a list of three floats, a dict slot) is ~250 bytes: 100,000 is ~25 MB
+# and more than every address of a /16, the largest subnet Docker hands a network by default.
 MAX_CLIENTS = 100_000
 # One slipped (TC=1) reply per this many limited queries; 2 as in BIND's default.
 DEFAULT_SLIP = 2

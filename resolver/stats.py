@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
+from dnslib import QTYPE, RCODE
+
 # Where an answer came from, the `source` label of dockdns_queries_total.
 SOURCE_LOCAL = "local"
 SOURCE_CACHE = "cache"
@@ -20,6 +22,18 @@ SOURCE_ERROR = "error"
 
 # A forwarded reply answered again from the memo did not go upstream: it is a cache answer.
 _MEMO_SOURCE = {SOURCE_FORWARD: SOURCE_CACHE}
+
+# Question types and rcodes get a counter (and a metrics series) of their own only when they are
+# ones a name server is asked for in earnest: the types dnslib names (54, ANY and AXFR included)
+# and the rcodes of RFC 6895 (0-11, 16-23). Anything else is counted under one "other" value, so a
+# client sending every one of the 65,536 types (even one that is REFUSED) or an upstream making
+# up 12-bit rcodes cannot grow the counters, and the /metrics page with them, past a few hundred
+# series. TYPE0 is reserved (RFC 6895 3.1), RCODE 4095 is in the private-use range: no real
+# question or answer is counted there by mistake.
+KNOWN_QTYPES = frozenset(int(code) for code in QTYPE.forward)
+KNOWN_RCODES = frozenset(range(0, 12)) | frozenset(range(16, 24)) | frozenset(RCODE.forward)
+OTHER_QTYPE = 0
+OTHER_RCODE = 4095
 
 # Upper bounds (seconds) of the query duration histogram. The lowest bucket also holds every memo
 # hit: those are answered synchronously in a few microseconds and are not timed one by one.
@@ -42,6 +56,14 @@ class QueryStats:
         """The index that counts queries of this kind; made once, then reused."""
         key = (qtype, rcode, source, memo)
         index = self._slots.get(key)
+        if index is not None:
+            return index
+        if qtype not in KNOWN_QTYPES or rcode not in KNOWN_RCODES:
+            # Not remembered under its own key: the table keeps only the bounded labels.
+            qtype = qtype if qtype in KNOWN_QTYPES else OTHER_QTYPE
+            rcode = rcode if rcode in KNOWN_RCODES else OTHER_RCODE
+            key = (qtype, rcode, source, memo)
+            index = self._slots.get(key)
         if index is None:
             index = len(self.counts)
             self._slots[key] = index

@@ -1,9 +1,17 @@
 """The TCP listener (RFC 7766): 2-byte length framing, pipelined queries answered as they finish,
-an idle timeout, and caps on connections and on what one connection may buffer."""
+an idle timeout, and caps on connections and on what one connection may buffer.
+
+Back-pressure both ways: a connection stops being read while ``MAX_PIPELINED`` of its queries are
+in progress, and while its replies wait in the transport because the client does not read them
+(``pause_writing``). Either way the client's own sends then block in the kernel, so one
+connection holds at most about MAX_BUFFERED + one read + the transport's high-water mark
+(64 KiB) + its in-progress replies, whatever it sends.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from typing import cast
 
@@ -14,18 +22,36 @@ log = logging.getLogger("dockdns.tcp")
 errors = RateLimitedLog(log)
 
 # RFC 7766 6.2.3 recommends closing idle connections after "a few seconds"; 10 s leaves room for
-# a stub that reuses its connection across a burst of lookups.
+# a stub that reuses its connection across a burst of lookups. A connection whose client reads no
+# replies for this long is idle too, and is aborted (its unread replies would never drain).
 DEFAULT_IDLE_TIMEOUT = 10.0
-# Open connections at once. Each costs a socket and a small buffer; past this, new connections
-# are closed at once so that a client holding sockets open cannot exhaust file descriptors.
+# Open connections at once. Each costs a file descriptor and at most ~400 KB (see above); past
+# this, new connections are closed at once so that clients holding sockets open cannot exhaust
+# file descriptors (1024 is the usual soft limit a daemon gets) or memory.
 DEFAULT_MAX_CONNECTIONS = 1024
 # Queries one connection may have in progress before we stop reading from it (back-pressure).
+# Stubs pipeline a handful (glibc sends A and AAAA together); 64 lets a resolver-like client
+# keep a full window busy while one connection can hold at most 64 tasks and upstream slots.
 MAX_PIPELINED = 64
 # Unanswered bytes buffered from one connection: one maximal message plus its length prefix and
 # a little slack. A client that sends more without reading replies is throttled by MAX_PIPELINED.
 MAX_BUFFERED = 65_535 + 2 + 4096
-# Replies queued towards a client that does not read them; past this the connection is closed.
+# Replies queued in the transport towards a client: it stops being read past the transport's
+# high-water mark (64 KiB), so only replies of queries already in progress add to that; past
+# this (16 maximal replies) the connection is aborted instead of buffering more.
 MAX_WRITE_BUFFER = 1 << 20
+# Connections one (non-loopback) address may hold at once. Without it one container could take
+# every --tcp-max slot (a byte every few seconds keeps a connection from going idle) and leave
+# the others no TCP fallback for truncated answers. A stub opens one connection per lookup that
+# needs TCP; 64 at once is far beyond that, and 1/16 of the default --tcp-max.
+MAX_CONNECTIONS_PER_CLIENT = 64
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class TCPServerState:
@@ -36,8 +62,33 @@ class TCPServerState:
         self.handler = handler
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
-        self.connections: set[TCPConnection] = set()
+        self.connections: set[TCPConnection] = set()  # at most max_connections
+        # Open connections per non-loopback client address (each at most
+        # MAX_CONNECTIONS_PER_CLIENT; an address leaves the table with its last connection).
+        self.per_client: dict[str, int] = {}
         self.rejected = 0
+
+    def admit(self, client: str) -> str | None:
+        """Take a connection slot for ``client``; None, or why it gets none."""
+        if len(self.connections) >= self.max_connections:
+            return f"TCP connection limit ({self.max_connections}) reached; closing new " \
+                "connections"
+        if _is_loopback(client):
+            return None
+        held = self.per_client.get(client, 0)
+        if held >= MAX_CONNECTIONS_PER_CLIENT:
+            return f"TCP client holds {MAX_CONNECTIONS_PER_CLIENT} connections already; " \
+                "closing its new ones"
+        self.per_client[client] = held + 1
+        return None
+
+    def release(self, client: str) -> None:
+        held = self.per_client.get(client)
+        if held is not None:
+            if held > 1:
+                self.per_client[client] = held - 1
+            else:
+                del self.per_client[client]
 
     def protocol(self) -> TCPConnection:
         return TCPConnection(self)
@@ -52,24 +103,30 @@ class TCPConnection(asyncio.Protocol):
         self.pending: set[asyncio.Task[None]] = set()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.reading = True
+        self.writing_paused = False  # the transport holds more than its high-water mark
         self.stopped = False
+        self.admitted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so no isinstance check here.
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
-        if len(self.state.connections) >= self.state.max_connections:
+        refusal = self.state.admit(self.client)
+        if refusal is not None:
             self.state.rejected += 1
-            errors.warning("TCP connection limit (%d) reached; closing new connections",
-                           self.state.max_connections)
+            errors.warning(refusal)
             self.transport.abort()
             return
+        self.admitted = True
         self.state.connections.add(self)
         self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state.connections.discard(self)
+        if self.admitted:
+            self.admitted = False
+            self.state.connections.discard(self)
+            self.state.release(self.client)
         if self.idle_timer is not None:
             self.idle_timer.cancel()
         for task in self.pending:
@@ -86,7 +143,34 @@ class TCPConnection(asyncio.Protocol):
         if self.pending:  # still answering: idle means no traffic in either direction
             self._arm_idle_timer()
         elif self.transport is not None:
-            self.transport.close()
+            if self.transport.get_write_buffer_size():
+                # The client has read nothing for the whole timeout: a close would wait for
+                # replies that never drain and keep the connection (and its slot) forever.
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is past its high-water mark: the client is not reading its
+        replies, so stop reading its queries until they drain."""
+        self.writing_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if self.reading and self.transport is not None:
+            self.transport.pause_reading()
+            self.reading = False
+
+    def _resume_reading(self) -> None:
+        if (not self.reading and not self.stopped and not self.writing_paused
+                and self.transport is not None and len(self.pending) < MAX_PIPELINED):
+            self.transport.resume_reading()
+            self.reading = True
+            self._drain_messages()
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None:
@@ -101,7 +185,7 @@ class TCPConnection(asyncio.Protocol):
 
     def _drain_messages(self) -> None:
         buffer = self.buffer
-        while len(buffer) >= 2 and len(self.pending) < MAX_PIPELINED:
+        while len(buffer) >= 2 and len(self.pending) < MAX_PIPELINED and not self.writing_paused:
             length = (buffer[0] << 8) | buffer[1]
             if len(buffer) < 2 + length:
                 break
@@ -115,28 +199,19 @@ class TCPConnection(asyncio.Protocol):
             self.pending.add(task)
             task.add_done_callback(self._finished)
         # Complete messages are taken out above, so the buffer only grows past one maximal
-        # message while the pipeline is full: stop reading until answers go out.
-        if (len(self.pending) >= MAX_PIPELINED or len(buffer) > MAX_BUFFERED) and self.reading:
-            if self.transport is not None:
-                self.transport.pause_reading()
-                self.reading = False
+        # message while the pipeline is full or replies wait: stop reading until they go out.
+        if len(self.pending) >= MAX_PIPELINED or len(buffer) > MAX_BUFFERED:
+            self._pause_reading()
 
     def stop_reading(self) -> None:
         """Take no new queries (shutdown): stop reading and forget what is not yet started."""
         self.stopped = True
         self.buffer.clear()
-        if self.reading and self.transport is not None:
-            self.transport.pause_reading()
-            self.reading = False
+        self._pause_reading()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.pending.discard(task)
-        if self.stopped:
-            return
-        if not self.reading and self.transport is not None and len(self.pending) < MAX_PIPELINED:
-            self.transport.resume_reading()
-            self.reading = True
-            self._drain_messages()
+        self._resume_reading()
 
     async def _answer(self, message: bytes) -> None:
         reply = await self.state.handler.answer(message, self.client, True)

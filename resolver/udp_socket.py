@@ -29,7 +29,9 @@ BATCH = 64
 # (Measured: the size asked for makes no difference to the cost of recvfrom.)
 RECV_SIZE = 65_535
 # Replies waiting for room in the socket's send buffer (only when the kernel says EAGAIN). Past
-# this, replies are dropped as a full UDP queue would drop them; the client retries.
+# this, replies are dropped as a full UDP queue would drop them; the client retries. Replies are
+# at most 4 KiB (wire.MAX_UDP_SIZE), so the backlog holds 16 MiB at worst, about one second of
+# replies at the rates measured here: enough to ride out a burst, not to hide a stuck socket.
 MAX_BACKLOG = 4096
 # Errors a UDP socket reports for an earlier send (ICMP unreachable): the socket is fine.
 _SEND_ERRORS = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)

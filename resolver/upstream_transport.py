@@ -73,6 +73,9 @@ class TransportStats:
 class _Socket:
     stream: Any  # asyncio_dgram.DatagramServer (untyped)
     stats: TransportStats
+    # Queries sent from this socket and not yet answered or given up: one per attempt of a
+    # resolution in flight, so --max-inflight times the upstreams one question may try, and
+    # never more than the 65,536 IDs (``send`` gives up on a socket that full).
     pending: dict[int, _Waiter] = field(default_factory=dict)
     reader: asyncio.Task[None] | None = None
     sent: int = 0

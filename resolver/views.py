@@ -9,21 +9,37 @@ answers: the hot path is one dictionary lookup for the view and one for the answ
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from discovery.model import SCOPE_SWARM, Client, IPNetwork, Network, Snapshot
+from resolver.logs import RateLimitedLog
+
+log = logging.getLogger("dockdns.views")
+limited = RateLimitedLog(log)
 
 # A memo entry: (monotonic time it stays valid until, the next wire reply minus its ID, and the
 # slot in QueryStats it is counted under).
 MemoEntry = tuple[float, Iterator[bytes], int]
 
-# The memo holds one entry per distinct query (bytes after the ID) per view. Well-behaved clients
-# ask a few thousand distinct questions; the cap only bounds a flood of unique names, after which
-# the memo simply starts again (a rebuild costs one slow-path answer per name).
+# The memo holds one entry per distinct query (bytes after the ID) per view and transport.
+# Well-behaved clients ask a few thousand distinct questions; the cap only bounds a flood of
+# unique names, after which the memo simply starts again (a rebuild costs one full-path answer
+# per name). 100,000 entries of a typical answer take ~35 MB (measured: ~350 bytes an entry).
 MEMO_LIMIT = 100_000
-# Distinct client addresses remembered per snapshot; beyond it the table starts again.
+# The same memo's bytes: keys and replies (every prebuilt order) plus ENTRY_OVERHEAD each. The
+# entry cap alone would let large answers (up to 64 KiB over TCP, from an upstream a client
+# picks by the names it asks) multiply ~35 MB two-hundredfold; this keeps a full memo of any
+# answers near the size a full memo of typical ones has.
+MEMO_BYTES = 32 << 20
+# What an entry costs beyond its key's and replies' bytes: two bytes headers, the entry tuple,
+# the reply iterator and the dict slot (measured ~230 bytes with CPython 3.11).
+ENTRY_OVERHEAD = 230
+# Distinct client addresses whose view is remembered per snapshot (one dict entry, ~150 bytes,
+# each): 65,536 covers a /16 of containers, and past it the table starts again, so a flood from
+# spoofed sources costs lookups (one ACL check per new address), never memory.
 CLIENT_LIMIT = 65_536
 
 
@@ -35,12 +51,28 @@ class View:
     container: str = ""  # the container this view belongs to, for logs and `dockdns check`
     memo_udp: dict[bytes, MemoEntry] = field(default_factory=dict)
     memo_tcp: dict[bytes, MemoEntry] = field(default_factory=dict)
+    # What each memo holds, as counted by ``remember`` against MEMO_BYTES. An entry replaced
+    # under the same key (a forwarded answer memoized again once its TTL ticked) is counted
+    # again: the count only errs high, so the memo at worst starts again a little early.
+    memo_udp_bytes: int = 0
+    memo_tcp_bytes: int = 0
 
-    def remember(self, key: bytes, entry: MemoEntry, tcp: bool) -> None:
+    def remember(self, key: bytes, entry: MemoEntry, tcp: bool, size: int) -> None:
+        """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies.
+        Called on the full path only: the memo hit path reads the dicts and nothing else."""
         memo = self.memo_tcp if tcp else self.memo_udp
-        if len(memo) >= MEMO_LIMIT:
+        used = (self.memo_tcp_bytes if tcp else self.memo_udp_bytes) + len(key) + size \
+            + ENTRY_OVERHEAD
+        if len(memo) >= MEMO_LIMIT or used > MEMO_BYTES:
+            limited.log(logging.DEBUG, "memo full (%d entries, %d bytes); starting it again",
+                        len(memo), used)
             memo.clear()
+            used = len(key) + size + ENTRY_OVERHEAD
         memo[key] = entry
+        if tcp:
+            self.memo_tcp_bytes = used
+        else:
+            self.memo_udp_bytes = used
 
 
 def is_local_address(address: str) -> bool:
