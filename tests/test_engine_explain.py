@@ -115,6 +115,15 @@ def test_check_from_a_container_shows_its_networks(made: Lab, settings: list[str
     assert host.returncode == 0
     assert host.stdout.splitlines()[1].split()[-1] == made.boxes["di-cdb"].ip("di-cb")
 
+    # In sidecar mode loopback is di-capp: the same view as from its address.
+    sidecar = run("check", "di-cdb", "--from", "127.0.0.1", "--as-container", "di-capp",
+                  *settings)
+    assert sidecar.returncode == 1
+    assert sidecar.stdout.splitlines()[1] == (
+        "client: loopback in sidecar mode: sees what container di-capp sees; networks di-ca "
+        "(in lookup order); other names are forwarded")
+    assert sidecar.stdout.splitlines()[3:] == hidden.stdout.splitlines()[3:]
+
 
 def test_registry_json_lists_the_containers(made: Lab, settings: list[str]) -> None:
     done = run("registry", "--json", *settings)
