@@ -120,6 +120,8 @@ class DockerSource:
         self.syncs_total = 0
         self.last_sync: float | None = None
         self.last_event: float | None = None
+        # Each API call's bound; `dockdns check` shortens it to its own wait.
+        self.request_timeout = REQUEST_TIMEOUT
         # Set once the first connection attempt has either synced or failed.
         self.settled = asyncio.Event()
         self._networks: dict[str, Network] = {}
@@ -167,9 +169,10 @@ class DockerSource:
             # The SDK leaks its socket when a unix socket refuses the connection (a
             # ResourceWarning per retry), so that case is found out here first.
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                probe.settimeout(REQUEST_TIMEOUT)
+                probe.settimeout(self.request_timeout)
                 probe.connect(self.host[len("unix://"):])
-        return docker.APIClient(base_url=self.host, version="auto", timeout=REQUEST_TIMEOUT)
+        return docker.APIClient(base_url=self.host, version="auto",
+                                timeout=self.request_timeout)
 
     async def _session(self) -> str:
         """One connection, until the engine goes away; returns why it ended."""

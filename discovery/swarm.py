@@ -163,6 +163,7 @@ class SwarmSource:
         self._index = 0  # which of ``urls`` the next connection tries
         self._wake = asyncio.Event()
         self._synced = False  # whether the current connection produced a part yet
+        self.error: str | None = None  # why the last attempt failed; None once a read worked
         # Set after the first read, or the first failure: startup waits (a bounded time) for it so
         # that service names answer from the first query when the engine is there.
         self.settled = asyncio.Event()
@@ -181,6 +182,7 @@ class SwarmSource:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
+                self.error = _describe(err)
                 self.settled.set()
                 if self._synced:  # it worked until now: start the backoff again
                     delay = BACKOFF_FIRST
@@ -238,6 +240,7 @@ class SwarmSource:
                         log.info("%s: %d records, %d overlay client addresses", self.name,
                                  len(part.records), len(part.clients))
                     self._synced = True
+                    self.error = None
                     self.settled.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.refresh)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from discovery.model import Snapshot
 from resolver import config as config_module
 from resolver import loop, workers
 from resolver.config import Config, ConfigError
@@ -67,7 +68,7 @@ def _check(config: Config, args: argparse.Namespace) -> int:
         ipaddress.ip_address(client)
     except ValueError:
         return _fail(f"--from {client!r} is not an IP address", EXIT_CONFIG)
-    snapshot = explain.build_registry(config)
+    snapshot = _loaded(config)
     try:
         result = explain.explain(config, snapshot, args.name, args.type, client)
     except explain.ExplainError as err:
@@ -79,8 +80,19 @@ def _check(config: Config, args: argparse.Namespace) -> int:
 def _registry(config: Config, args: argparse.Namespace) -> int:
     from resolver import explain
 
-    print(explain.registry_text(explain.build_registry(config), args.json))
+    print(explain.registry_text(_loaded(config), args.json))
     return 0
+
+
+def _loaded(config: Config) -> Snapshot:
+    """The registry for `check`/`registry`; each engine that could not be read is one line on
+    stderr, and the command goes on with the other sources."""
+    from resolver import explain
+
+    snapshot, problems = explain.build_registry(config)
+    for problem in problems:
+        print(f"dockdns: {problem}; its names are left out", file=sys.stderr)
+    return snapshot
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,7 +113,11 @@ class Daemon:
         self.metrics.collector.attach_cache(CacheCounters(self.forwarder, self.handler.stats))
         self.http: HTTPServer | None = None
         self.reconfigure_hooks: list[ReconfigureHook] = [self.forwarder.reconfigure]
-        self.notifier = Notifier.from_environment()
+        # systemd hears one process: worker 0 (as for the health endpoints), on behalf of the
+        # supervisor systemd started when there are several.
+        self.notifier = (Notifier.from_environment(
+            main_pid=os.getppid() if config.workers > 1 else None) if worker == 0
+            else Notifier(None))
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task; every one is kept so that shutdown can cancel and await it."""
@@ -166,7 +170,7 @@ class Daemon:
         # After the first Docker sync when there is a Docker source: that is what readiness waits
         # for, so systemd starts dependants only once container names resolve.
         await self.health.wait_ready()
-        self.notifier.send(READY="1", STATUS="serving", MAINPID=str(os.getpid()))
+        self.notifier.send(READY="1", STATUS="serving", MAINPID=str(self.notifier.main_pid))
 
     async def _first_sync(self) -> None:
         """Give remote sources (Docker engines, Swarm managers) a bounded wait for their first

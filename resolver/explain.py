@@ -23,7 +23,7 @@ from resolver import wire
 from resolver.answer import answer_local
 from resolver.config import Config, HostPort
 from resolver.metrics import rcode_name
-from resolver.sources import build_sources
+from resolver.sources import LoadError, build_sources
 from resolver.views import View, ViewTable
 
 log = logging.getLogger("dockdns.explain")
@@ -36,20 +36,36 @@ class ExplainError(Exception):
     """The question itself cannot be asked (bad name or type); one line for the operator."""
 
 
-async def load_registry(config: Config) -> Registry:
-    """Every source the config enables, loaded once; a source that fails is reported and left
-    out, so that the rest can still be explained."""
+async def load_registry(config: Config) -> tuple[Registry, list[str]]:
+    """Every source the config enables, loaded once and all at once (so one bound covers them
+    all), and what could not be loaded: one line per engine, however many of its sources failed.
+    A source that fails is left out, so that the rest can still be explained."""
     registry = Registry()
-    for source in build_sources(config, registry):
-        try:
-            await source.load()
-        except Exception as err:  # report any source failure, keep explaining the rest
-            log.warning("source %s could not be loaded: %s", source.name, err)
-    return registry
+    sources = build_sources(config, registry)
+    # The sources' own warnings speak of retrying, which a one-shot load does not do; what failed
+    # is reported once below instead.
+    quiet = logging.getLogger("dockdns")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        results = await asyncio.gather(*(source.load() for source in sources),
+                                       return_exceptions=True)
+    finally:
+        quiet.setLevel(level)
+    problems: dict[str, str] = {}
+    for source, result in zip(sources, results, strict=True):
+        if isinstance(result, LoadError):
+            problems.setdefault(result.what, str(result))
+        elif isinstance(result, BaseException):  # a bug: still one line, naming the source
+            problems.setdefault(source.name, f"{source.name} could not be loaded: "
+                                f"{str(result) or type(result).__name__}")
+    return registry, list(problems.values())
 
 
-def build_registry(config: Config) -> Snapshot:
-    return asyncio.run(load_registry(config)).snapshot
+def build_registry(config: Config) -> tuple[Snapshot, list[str]]:
+    """The registry ``serve`` would start with, and one line per source that could not load."""
+    registry, problems = asyncio.run(load_registry(config))
+    return registry.snapshot, problems
 
 
 def choose_upstreams(config: Config, name: str) -> list[HostPort]:
@@ -120,7 +136,9 @@ SOURCE_NAMES = {"hosts": "hosts file"}
 def record_origin(record: Record) -> str:
     where = f"network {record.network}" if record.network else "every network"
     kind = SOURCE_NAMES.get(record.source, record.source)
-    text = f"{kind} {record.origin}".strip()
+    # The Docker and Swarm sources' origins already start with what they are
+    # ("docker:unix:///var/run/docker.sock container web1 (0123456789ab)").
+    text = record.origin if record.origin.startswith(kind) else f"{kind} {record.origin}".strip()
     line = _hosts_line(record.origin) if record.source == "hosts" else None
     if line:
         text += f' "{line}"'
@@ -201,7 +219,22 @@ def explain(config: Config, snapshot: Snapshot, name: str, qtype: str = "A",
                           "not forwarded (as Docker does)"]
     else:
         _forward(config, result, name, packet)
+    hidden = _hidden_network(config, snapshot, view, query)
+    if hidden is not None:
+        result.origins.insert(0, f"{name} is on network {hidden}, which this client does not "
+                                 f"see: not answered from the registry")
     return result
+
+
+def _hidden_network(config: Config, snapshot: Snapshot, view: View,
+                    query: wire.Query) -> str | None:
+    """The network holding the name among those the client does not see (another network, or
+    the default bridge without --default-bridge-names), found by the same answer logic."""
+    others = [network for network in snapshot.by_network if network not in view.networks]
+    if not others:
+        return None
+    found = answer_local(snapshot, others, query, config.ttl, config.domain)
+    return found.network if found is not None else None
 
 
 def _forward(config: Config, result: Explanation, name: str, packet: bytes) -> None:

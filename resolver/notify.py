@@ -1,7 +1,9 @@
 """systemd's notify protocol (sd_notify), spoken directly over the NOTIFY_SOCKET datagram socket.
 
 With ``Type=notify`` systemd starts dependants only after READY=1; with ``WatchdogSec=`` it
-restarts a daemon that stops sending WATCHDOG=1. The protocol is one datagram of ``KEY=VALUE``
+restarts a daemon that stops sending WATCHDOG=1. With ``--workers N`` the first worker (a child of
+the process systemd started) speaks for the set, as it serves the health endpoints; the unit
+needs ``NotifyAccess=all`` for systemd to hear it. The protocol is one datagram of ``KEY=VALUE``
 lines to a Unix socket named in the environment, so no library is needed. Without NOTIFY_SOCKET
 (not run by systemd) every call does nothing.
 """
@@ -18,9 +20,13 @@ log = logging.getLogger("dockdns.notify")
 
 
 class Notifier:
-    def __init__(self, address: str | None, watchdog_usec: int | None = None) -> None:
+    def __init__(self, address: str | None, watchdog_usec: int | None = None,
+                 main_pid: int | None = None) -> None:
         self.address = address
         self.watchdog_usec = watchdog_usec
+        # The service's main process, as systemd knows it: this one, or with --workers N the
+        # supervisor whose first worker speaks for the set.
+        self.main_pid = os.getpid() if main_pid is None else main_pid
         self._socket: socket.socket | None = None
         if address:
             # Connected now, before root is dropped: the socket file may be writable by root only.
@@ -35,15 +41,18 @@ class Notifier:
                 self._socket = sock
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Notifier:
+    def from_environment(cls, environ: Mapping[str, str] | None = None,
+                         main_pid: int | None = None) -> Notifier:
+        """``main_pid``: the process systemd started, when that is not this one (a worker)."""
         environ = os.environ if environ is None else environ
+        main_pid = os.getpid() if main_pid is None else main_pid
         watchdog: int | None = None
         usec = environ.get("WATCHDOG_USEC", "")
         pid = environ.get("WATCHDOG_PID", "")
         # WATCHDOG_PID, when set, names the process meant to ping (not a child we started).
-        if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
+        if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(main_pid)):
             watchdog = int(usec)
-        return cls(environ.get("NOTIFY_SOCKET") or None, watchdog)
+        return cls(environ.get("NOTIFY_SOCKET") or None, watchdog, main_pid)
 
     @property
     def enabled(self) -> bool:

@@ -27,15 +27,30 @@ from resolver.config import Config
 from resolver.health import Readiness
 from resolver.metrics import DockerMetrics
 
-# How long `dockdns check` / `dockdns registry` wait for an engine's first listing.
-LOAD_TIMEOUT = 15.0
+# How long `dockdns check` / `dockdns registry` wait for an engine's first listing (every source
+# loads at once, so this bounds the whole command), and how long each of their engine API calls
+# may take: a hung engine is reported once this has passed, not held on to.
+LOAD_TIMEOUT = 10.0
 
 
-async def run_until_settled(run: Coroutine[Any, Any, None], settled: asyncio.Event) -> None:
-    """Run a remote source until its first sync settled (or LOAD_TIMEOUT), then stop it."""
+class LoadError(Exception):
+    """A source could not be loaded for ``check``/``registry``. ``what`` names the engine (the
+    sources reading one engine fail as one: it is reported once)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what} {reason}")
+        self.what = what
+
+
+async def run_until_settled(run: Coroutine[Any, Any, None], settled: asyncio.Event,
+                            what: str) -> None:
+    """Run a remote source until its first sync settled, then stop it; ``LoadError`` naming
+    ``what`` when that takes longer than LOAD_TIMEOUT."""
     task = asyncio.get_running_loop().create_task(run)
     try:
         await asyncio.wait_for(settled.wait(), LOAD_TIMEOUT)
+    except TimeoutError:
+        raise LoadError(what, f"did not answer within {LOAD_TIMEOUT:.0f} s") from None
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -121,12 +136,14 @@ class DockerEngine:
 
     async def load(self) -> None:
         """Sync once (for `dockdns check`/`registry`): raise if the engine cannot be reached."""
+        self.source.request_timeout = LOAD_TIMEOUT
         try:
-            await run_until_settled(self.source.run(), self.source.settled)
+            await run_until_settled(self.source.run(), self.source.settled,
+                                    f"docker engine {self.engine}")
         finally:
             self.source.close()
         if not self.source.ready:
-            raise ConnectionError(f"docker engine {self.engine}: {self.source.error}")
+            raise LoadError(f"docker engine {self.engine}", f"unreachable: {self.source.error}")
 
     def reconfigure(self, config: Config) -> None:
         self.source.set_include_unhealthy(config.include_unhealthy)
@@ -142,9 +159,10 @@ class DockerEngine:
     def reason(self) -> str:
         if self.source.connected and self.source.ready:
             return ""
+        # /readyz shows it after the check's name, which already names the engine.
         if self.source.error:
-            return f"docker engine {self.engine} unreachable: {self.source.error}"
-        return f"docker engine {self.engine}: first sync not done yet"
+            return f"engine unreachable: {self.source.error}"
+        return "first sync with the engine not done yet"
 
     @property
     def events(self) -> int:
@@ -175,6 +193,9 @@ class SwarmServices:
                  local: bool) -> None:
         self.source = SwarmSource(registry, urls, config.swarm_refresh, local=local)
         self.name = self.source.name
+        # What a failed load names: the local engine (as its Docker source does), or the managers.
+        self.what = (f"docker engine {urls[0] or default_hosts()[0]}" if local else
+                     "swarm managers " + ", ".join(url or default_hosts()[0] for url in urls))
 
     async def start(self) -> None:
         return None
@@ -186,7 +207,9 @@ class SwarmServices:
         await self.source.settled.wait()
 
     async def load(self) -> None:
-        await run_until_settled(self.source.run(), self.source.settled)
+        await run_until_settled(self.source.run(), self.source.settled, self.what)
+        if self.source.error is not None:
+            raise LoadError(self.what, f"could not be read: {self.source.error}")
 
     def reconfigure(self, config: Config) -> None:
         self.source.refresh = config.swarm_refresh

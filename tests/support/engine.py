@@ -169,11 +169,15 @@ def _owner_alive(owner: str) -> bool:
 
 def sweep_stale(client: docker.DockerClient, prefix: str) -> None:
     """Remove what earlier, dead test processes left under ``prefix`` (a crash, a kill -9)."""
-    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
-        owner = container.labels.get(OWNER_LABEL, "")
-        if container.name.startswith(prefix) and not _owner_alive(owner):
+    # The plain listing, not ``containers.list``: that inspects each container it lists, and a
+    # container another test run removes in between (a burst test removes hundreds at once)
+    # would fail this lab's setup with "No such container".
+    for summary in client.api.containers(all=True, filters={"label": OWNER_LABEL}):
+        name = str((summary.get("Names") or [""])[0]).lstrip("/")
+        owner = (summary.get("Labels") or {}).get(OWNER_LABEL, "")
+        if name.startswith(prefix) and not _owner_alive(owner):
             with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
+                client.api.remove_container(summary["Id"], force=True)
     for network in client.networks.list(filters={"label": OWNER_LABEL}):
         owner = (network.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
         if network.name.startswith(prefix) and not _owner_alive(owner):

@@ -14,6 +14,8 @@ class UnixRelay:
 
     ``stop()`` closes the listening socket and cuts every open connection (a dockdns then sees
     its engine vanish, event stream included); ``start()`` listens again on the same path.
+    ``hold()`` makes it accept connections but pass nothing on (an engine that hangs) until
+    ``release()``.
     """
 
     def __init__(self, path: Path, target: str) -> None:
@@ -23,6 +25,8 @@ class UnixRelay:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._gate = threading.Event()  # set: connections are relayed; clear: they wait
+        self._gate.set()
 
     @property
     def url(self) -> str:
@@ -47,18 +51,33 @@ class UnixRelay:
                 continue
             except OSError:
                 return
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                upstream.connect(self.target)
-            except OSError:
-                client.close()
-                upstream.close()
-                continue
             client.settimeout(None)
             with self._lock:
-                self._open.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+                self._open.add(client)
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        self._gate.wait()  # what the client sends meanwhile waits in its socket buffer
+        if self._stopped.is_set():
+            client.close()
+            return
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(self.target)
+        except OSError:
+            client.close()
+            upstream.close()
+            return
+        with self._lock:
+            self._open.add(upstream)
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -73,6 +92,7 @@ class UnixRelay:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._gate.set()  # held connections end too
         if self._listener is not None:
             self._listener.close()
             self._listener = None

@@ -116,14 +116,17 @@ class SwarmLab:
     def attach(self, name: str, network: str) -> Box:
         """A plain container on an attachable overlay. The manager allocates its address; on a
         busy machine that can time out ("attaching to network failed ... context deadline
-        exceeded"), and a new start then succeeds."""
+        exceeded"), or find the overlay just created not yet known to the node ("network NAME
+        not found"), and a new start then succeeds."""
         box = self.lab.container(name, network, start=False)
         for attempt in range(3):
             try:
                 self.client.api.start(box.id)
                 return box
             except docker.errors.APIError as err:
-                if "attaching to network failed" not in str(err) or attempt == 2:
+                passing = ("attaching to network failed" in str(err)
+                           or f"network {network} not found" in str(err))
+                if not passing or attempt == 2:
                     raise
                 time.sleep(2)
         return box
