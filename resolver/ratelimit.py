@@ -9,9 +9,8 @@ retry over TCP, and the others are dropped: the BIND/Knot "slip" scheme.
 
 from __future__ import annotations
 
-import ipaddress
-
 from resolver import wire
+from resolver.addresses import is_loopback
 
 ALLOW = 0
 SLIP = 1
@@ -24,13 +23,6 @@ DROP = 2
 MAX_CLIENTS = 100_000
 # One slipped (TC=1) reply per this many limited queries; 2 as in BIND's default.
 DEFAULT_SLIP = 2
-
-
-def _exempt(client: str) -> bool:
-    try:
-        return ipaddress.ip_address(client.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class RateLimiter:
@@ -51,7 +43,7 @@ class RateLimiter:
         if bucket is False:
             if len(buckets) >= MAX_CLIENTS:
                 buckets.clear()
-            if _exempt(client):
+            if is_loopback(client):
                 buckets[client] = None
                 return ALLOW
             buckets[client] = [self.burst - 1.0, now, 0.0]

@@ -11,10 +11,10 @@ connection holds at most about MAX_BUFFERED + one read + the transport's high-wa
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from typing import cast
 
+from resolver.addresses import is_loopback
 from resolver.handler import QueryHandler
 from resolver.logs import RateLimitedLog
 
@@ -47,13 +47,6 @@ MAX_WRITE_BUFFER = 1 << 20
 MAX_CONNECTIONS_PER_CLIENT = 64
 
 
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
 class TCPServerState:
     """Shared by the connections of one listener: the handler and the connection count."""
 
@@ -73,7 +66,7 @@ class TCPServerState:
         if len(self.connections) >= self.max_connections:
             return f"TCP connection limit ({self.max_connections}) reached; closing new " \
                 "connections"
-        if _is_loopback(client):
+        if is_loopback(client):
             return None
         held = self.per_client.get(client, 0)
         if held >= MAX_CONNECTIONS_PER_CLIENT:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from resolver.addresses import is_local_address
 from resolver.config import Config, ForwardZone, HostPort
 
 log = logging.getLogger("dockdns.upstreams")
@@ -58,17 +58,6 @@ def read_nameservers(path: Path, systemd_path: Path = Path(SYSTEMD_RESOLV_CONF)
         if behind:
             return behind
     return servers
-
-
-def is_local_address(host: str) -> bool:
-    """Whether ``host`` is an address of this machine (binding to it works only if it is)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.bind((host, 0))
-    except OSError:
-        return False
-    return True
 
 
 def points_at(upstream: HostPort, listen: Iterable[HostPort],

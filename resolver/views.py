@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from discovery.model import SCOPE_SWARM, Client, IPNetwork, Network, Snapshot
+from resolver.addresses import is_local_address, is_loopback
 from resolver.logs import RateLimitedLog
 
 log = logging.getLogger("dockdns.views")
@@ -73,17 +73,6 @@ class View:
             self.memo_tcp_bytes = used
         else:
             self.memo_udp_bytes = used
-
-
-def is_local_address(address: str) -> bool:
-    """Whether ``address`` belongs to this host: only a local address can be bound to."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((address, 0))
-        except OSError:
-            return False
-    return True
 
 
 def lookup_order(networks: list[Network]) -> tuple[str, ...]:
@@ -160,7 +149,7 @@ class ViewTable:
     def _resolve(self, address: str) -> View:
         if not self.allowed(address):
             return self.refused_view
-        if self.sidecar_view is not None and _is_loopback(address):
+        if self.sidecar_view is not None and is_loopback(address):
             return self.sidecar_view
         client = self.snapshot.clients.get(address)
         if client is None:
@@ -185,13 +174,6 @@ class ViewTable:
         # the outside world through its resolver.
         forward = not attached or not all(n.internal for n in attached)
         return self._intern(lookup_order(visible), forward, container=client.container)
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def _same_container(reference: str, container: str) -> bool:

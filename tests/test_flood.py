@@ -16,19 +16,12 @@ import pytest
 
 from tests.support.daemon import dockdns
 from tests.support.net import addresses, ask
+from tests.support.proc import vm_rss_kb
 from tests.support.scrape import Samples, scrape, value
 from tests.support.upstream import dnsmasq
 
 NAMES = 60_000
 CACHE_SIZE = 5_000
-
-
-def vm_rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def upstream_requests(samples: Samples) -> float:

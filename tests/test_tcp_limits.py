@@ -24,6 +24,7 @@ from resolver.tcp import MAX_CONNECTIONS_PER_CLIENT, MAX_PIPELINED
 from tests.support.daemon import dockdns
 from tests.support.net import addresses, ask, free_port
 from tests.support.netns import namespace
+from tests.support.proc import vm_rss_kb
 from tests.support.scrape import scrape, value
 
 
@@ -84,14 +85,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0, message: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} did not happen within {timeout:.0f} s")
         time.sleep(0.05)
-
-
-def vm_rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def framed(packet: bytes) -> bytes:
