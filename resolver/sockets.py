@@ -16,33 +16,29 @@ def _family(address: HostPort) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address.host else socket.AF_INET
 
 
-def bind_udp(address: HostPort, reuse_port: bool = False) -> socket.socket:
-    sock = socket.socket(_family(address), socket.SOCK_DGRAM)
+def _bound(address: HostPort, kind: socket.SocketKind, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(_family(address), kind)
     try:
+        if kind == socket.SOCK_STREAM:
+            # A restarted daemon must not wait out TIME_WAIT connections of the previous one.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if sock.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address.host, address.port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(TCP_BACKLOG)
         sock.setblocking(False)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def bind_udp(address: HostPort, reuse_port: bool = False) -> socket.socket:
+    return _bound(address, socket.SOCK_DGRAM, reuse_port)
 
 
 def bind_tcp(address: HostPort, reuse_port: bool = False) -> socket.socket:
-    sock = socket.socket(_family(address), socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if sock.family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((address.host, address.port))
-        sock.listen(TCP_BACKLOG)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return _bound(address, socket.SOCK_STREAM, reuse_port)
