@@ -6,7 +6,7 @@ dockdns spent per query beyond the kernel's own work. This listener registers th
 loop itself and on each wake-up reads up to ``BATCH`` datagrams. A memo hit is answered right
 there: one view lookup, one dict lookup, the ID patched in, one ``sendto``; no transport, no
 handler call, no logging, no dnslib object, no metric label lookup. Everything else goes down the
-same full path as ``UDPListener`` (which it extends), so answers are the same bytes either way.
+same full path (``QueryHandler.answer``) as TCP, so answers are the same bytes either way.
 """
 
 from __future__ import annotations
@@ -14,12 +14,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import logging
 import socket
 from typing import Any
 
 from resolver.handler import NEVER_EXPIRES, QueryHandler, servfail_for
+from resolver.logs import RateLimitedLog
 from resolver.ratelimit import ALLOW, SLIP, RateLimiter, slip_reply
-from resolver.udp import MAX_PENDING, UDPListener, errors
+
+log = logging.getLogger("dockdns.udp")
+errors = RateLimitedLog(log)
+
+# Queries waiting on the full path (mostly on upstreams) at once, per listener. Beyond it a query
+# gets SERVFAIL at once: memory stays bounded under a flood of unique names, and the client
+# learns immediately instead of timing out. The forwarder has its own, lower, cap on distinct
+# questions (--max-inflight); this one also counts the clients that wait on a question someone
+# else asked first, each in a task of its own. A waiting task (its coroutine frames and the
+# query) is a few kB, so 10,000 is some 30 MB at worst, and it still lets ~2,800 full-path
+# queries a second wait out the 3.5 s answer budget.
+MAX_PENDING = 10_000
 
 # Datagrams read per wake-up of the loop. Under dnsperf a wake-up finds ~60 waiting: reading them
 # in one go spares the loop's per-callback cost, and the bound keeps TCP connections and timers
@@ -38,7 +51,7 @@ _SEND_ERRORS = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
 
 
 class SocketSender:
-    """What ``UDPListener`` needs of a transport, over a plain non-blocking socket: ``sendto``
+    """A transport's ``sendto`` over a plain non-blocking socket: ``sendto``
     that queues a reply while the kernel's send buffer is full and sends it once there is room."""
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
@@ -90,12 +103,13 @@ class SocketSender:
             self.backlog.clear()
 
 
-class UDPSocketListener(UDPListener):
+class UDPSocketListener:
     """Serves one bound, non-blocking UDP socket until ``close()``."""
 
     def __init__(self, handler: QueryHandler, sock: socket.socket,
                  loop: asyncio.AbstractEventLoop, limiter: RateLimiter | None = None) -> None:
-        super().__init__(handler)
+        self.handler = handler
+        self.pending: set[asyncio.Task[None]] = set()
         self.sock = sock
         self.loop = loop
         self.limiter = limiter
