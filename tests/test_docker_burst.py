@@ -9,6 +9,7 @@ CPU use modest on a 2-core machine.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,12 +29,15 @@ pytestmark = pytest.mark.docker
 BURST = 200
 PARALLEL = 4
 POOL = "10.249.0.0/16"
+# Unique per run: a network Docker could not release after an earlier run's burst (see
+# Lab._remove_network) must not be in the way.
+NET = f"dr-net{os.getpid()}"
 
 
 @pytest.fixture(scope="module")
 def made() -> Iterator[Lab]:
     with lab("dr-", pool=POOL) as the_lab:
-        the_lab.network("dr-net")
+        the_lab.network(NET)
         yield the_lab
 
 
@@ -78,9 +82,9 @@ def in_parallel(work: Callable[[docker.APIClient, str], object], items: Iterable
 def test_a_burst_of_200_containers_converges_both_ways(made: Lab, daemon: RunningDaemon) -> None:
     names = [f"dr-b{i:03d}" for i in range(BURST)]
     # Created first (quick), then all started at once: the burst of events is the start.
-    boxes: list[Box] = [made.container(name, "dr-net", start=False) for name in names]
+    boxes: list[Box] = [made.container(name, NET, start=False) for name in names]
     in_parallel(lambda api, cid: api.start(cid), [box.id for box in boxes])
-    expected = {box.name: box.ip("dr-net") for box in boxes}
+    expected = {box.name: box.ip(NET) for box in boxes}
     assert len(set(expected.values())) == BURST
 
     def missing() -> list[str]:
@@ -113,16 +117,16 @@ def test_a_burst_of_200_containers_converges_both_ways(made: Lab, daemon: Runnin
 
 
 def test_a_container_paused_before_dockdns_starts_is_answered(made: Lab) -> None:
-    box = made.container("dr-paused", "dr-net")
+    box = made.container("dr-paused", NET)
     made.client.api.pause(box.id)
     try:
         with refusing_upstream() as upstream, \
                 dockdns("--upstream", upstream, docker=True) as fresh:
             # The first full listing (startup waits for it, bounded) already has it.
-            wait_for(lambda: answered(fresh, "dr-paused") == {box.ip("dr-net")}, timeout=60,
+            wait_for(lambda: answered(fresh, "dr-paused") == {box.ip(NET)}, timeout=60,
                      message="the paused container answering")
             made.client.api.unpause(box.id)
             made.client.api.pause(box.id)
-            assert answered(fresh, "dr-paused") == {box.ip("dr-net")}
+            assert answered(fresh, "dr-paused") == {box.ip(NET)}
     finally:
         made.client.api.unpause(box.id)
