@@ -37,10 +37,21 @@ def _ping() -> str | None:
     try:
         import docker
 
-        docker.from_env(timeout=10).ping()
+        client = docker.from_env(timeout=10)
     except Exception as err:  # the SDK raises several unrelated types for "no engine"
         return str(err)
+    try:
+        client.ping()
+    except Exception as err:  # the SDK raises several unrelated types for "no engine"
+        return str(err)
+    finally:
+        client.close()  # each probe's socket is closed here, not whenever the GC gets to it
     return None
+
+
+# The dockerd this process started outlives it on purpose; holding the handle keeps Popen from
+# warning that it was dropped while its process still runs.
+_started_engines: list[subprocess.Popen[bytes]] = []
 
 
 def _start_engine() -> None:
@@ -49,8 +60,9 @@ def _start_engine() -> None:
     if shutil.which("dockerd") is None:
         return
     with open(ENGINE_LOG, "ab") as log:
-        subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+        _started_engines.append(subprocess.Popen(
+            ["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            start_new_session=True))
     deadline = time.monotonic() + ENGINE_START_TIMEOUT
     while time.monotonic() < deadline and _ping() is not None:
         time.sleep(0.5)

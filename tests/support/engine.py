@@ -76,8 +76,14 @@ def _start_dockerd() -> None:
     if os.geteuid() != 0:
         raise EngineUnavailable("no engine answers and starting dockerd needs root")
     with DOCKERD_LOG.open("ab") as log:
-        subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+        _started_engines.append(subprocess.Popen(
+            ["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True))
+
+
+# The dockerd started here outlives the test session on purpose (the next run reuses it); holding
+# the handle keeps Popen from warning, mid-suite, that it was dropped while still running.
+_started_engines: list[subprocess.Popen[bytes]] = []
 
 
 _client: docker.DockerClient | None = None
@@ -91,6 +97,7 @@ def engine_client() -> docker.DockerClient:
         return _client
     if _failure is not None:
         raise EngineUnavailable(_failure)
+    client: docker.DockerClient | None = None
     try:
         client = docker.from_env(timeout=60)
         if not _ping(client):
@@ -106,6 +113,8 @@ def engine_client() -> docker.DockerClient:
                 time.sleep(0.5)
     except EngineUnavailable as err:
         _failure = str(err)
+        if client is not None:
+            client.close()
         raise
     except docker.errors.DockerException as err:
         _failure = f"no Docker engine: {err}"
