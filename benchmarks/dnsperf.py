@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks import cpus as cpus_module
+
 DNSPERF = "dnsperf"
 # dnsperf's own default of 100 queries outstanding (-q) is "the default load" of the targets;
 # four client sockets on one thread is the recipe the issue's reference numbers came from.
@@ -109,7 +111,8 @@ def parse(output_path: Path) -> PerfResult:
 
 
 def command(server: str, port: int, queries: Path, seconds: float | None,
-            passes: int | None = None, netns_pid: int | None = None) -> list[str]:
+            passes: int | None = None, netns_pid: int | None = None,
+            cpus: frozenset[int] | None = None) -> list[str]:
     argv = [DNSPERF, "-s", server, "-p", str(port), "-d", str(queries), "-c", str(CLIENTS),
             "-T", str(THREADS), "-t", str(TIMEOUT), "-v"]
     if seconds is not None:
@@ -118,13 +121,15 @@ def command(server: str, port: int, queries: Path, seconds: float | None,
         argv += ["-n", str(passes)]
     if netns_pid is not None:  # run inside a container's network namespace
         argv = ["nsenter", "-t", str(netns_pid), "-n", "--", *argv]
-    return argv
+    return cpus_module.client_command(argv, cpus)
 
 
 def run(server: str, port: int, queries: Path, seconds: float | None,
-        passes: int | None = None, netns_pid: int | None = None) -> PerfResult:
-    """One dnsperf run for ``seconds`` (or ``passes`` through the file), bounded either way."""
-    argv = command(server, port, queries, seconds, passes, netns_pid)
+        passes: int | None = None, netns_pid: int | None = None,
+        cpus: frozenset[int] | None = None) -> PerfResult:
+    """One dnsperf run for ``seconds`` (or ``passes`` through the file), bounded either way,
+    on ``cpus`` if given."""
+    argv = command(server, port, queries, seconds, passes, netns_pid, cpus)
     bound = (seconds or 0) + TIMEOUT + 60
     with tempfile.NamedTemporaryFile("w+b", prefix="dnsperf-", suffix=".out") as out:
         before = _children_cpu()

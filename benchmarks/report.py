@@ -230,6 +230,15 @@ TITLES = {
 }
 
 
+def _pinning_line(pinning: str | None) -> str:
+    if pinning is None:
+        return ("- CPUs: not pinned (`--no-pin`): the scheduler split the cores between dnsperf "
+                "and each server as their threads asked.")
+    return (f"- CPUs: {pinning}, for every measurement (Docker's engine threads too, put back "
+            "afterwards): each server gets the same cores whatever its threading, and dnsperf "
+            "never competes with it (see benchmarks/cpus.py).")
+
+
 def markdown(document: dict[str, Any]) -> str:
     settings = document["settings"]
     m = document["machine"]
@@ -252,6 +261,7 @@ def markdown(document: dict[str, Any]) -> str:
         "ratios, not the absolute numbers. CPU µs/query is each server's own cost (dockerd's "
         "for Docker's resolver), and *cores used* (CPU per query × QPS) below "
         f"{SATURATED} means the server was waiting for dnsperf, not working flat out.",
+        _pinning_line(settings.get("pinning")),
         "",
         "## Targets",
         "",

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import dnsperf, report, scenarios
+from benchmarks import cpus, dnsperf, report, scenarios
 
 HERE = Path(__file__).resolve().parent
 
@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, help="length of each dnsperf run")
     parser.add_argument("--rounds", type=int, help="how often each server is measured")
     parser.add_argument("--starts", type=int, help="container starts for propagation")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the scheduler place dnsperf and the servers (default: dnsperf "
+                             "on the first CPU, each server on the others)")
     parser.add_argument("--out", type=Path, default=HERE,
                         help="where RESULTS.md and results.json go (default: benchmarks/)")
     return parser
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="dockdns-bench-") as work:
-        ctx = scenarios.Context(Path(work), seconds, rounds, starts)
+        pinning = None if args.no_pin else cpus.plan()
+        ctx = scenarios.Context(Path(work), seconds, rounds, starts, pinning)
         with scenarios.upstream(ctx):
             for name in selected:
                 print(f"== {name}", file=sys.stderr, flush=True)
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load": {"before": load_before, "after": os.getloadavg()[0]},
         "settings": {"smoke": args.smoke, "seconds": seconds, "rounds": rounds,
                      "propagation_starts": starts, "clients": dnsperf.CLIENTS,
-                     "threads": dnsperf.THREADS, "outstanding": 100},
+                     "threads": dnsperf.THREADS, "outstanding": 100,
+                     "pinning": pinning.describe() if pinning else None},
         "targets": report.target_dicts(found),
         "scenarios": results,
     }

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import dnsperf, engine, servers, workload
+from benchmarks import cpus, dnsperf, engine, servers, workload
 from benchmarks.servers import Server
 
 LOOPBACK = "127.0.0.1"
@@ -38,6 +38,8 @@ class Context:
     seconds: float
     rounds: int
     propagation_starts: int
+    # Where dnsperf and the measured server run (see benchmarks/cpus.py); None: unpinned.
+    pinning: cpus.Plan | None = None
     upstream_port: int = 0
     log_dir: Path = field(init=False)
 
@@ -62,11 +64,13 @@ class Contender:
     queries: Path
     runs: list[dnsperf.PerfResult] = field(default_factory=list)
 
-    def measure(self, seconds: float) -> None:
-        before = self.server.cpu_seconds()
-        result = dnsperf.run(self.server.host, self.server.port, self.queries, seconds,
-                             netns_pid=self.server.netns_pid)
-        used = self.server.cpu_seconds() - before
+    def measure(self, seconds: float, plan: cpus.Plan | None) -> None:
+        with cpus.pinned(self.server.pids, plan.servers if plan else None):
+            before = self.server.cpu_seconds()
+            result = dnsperf.run(self.server.host, self.server.port, self.queries, seconds,
+                                 netns_pid=self.server.netns_pid,
+                                 cpus=plan.client if plan else None)
+            used = self.server.cpu_seconds() - before
         if result.completed:
             result.cpu_us_per_query = round(used * 1e6 / result.completed, 3)
         result.rss_mb = round(self.server.rss_mb(), 1)
@@ -107,7 +111,7 @@ def alternate(contenders: list[Contender], ctx: Context) -> dict[str, dict[str, 
     for number in range(ctx.rounds):
         order = contenders if number % 2 == 0 else contenders[::-1]
         for contender in order:
-            contender.measure(ctx.seconds)
+            contender.measure(ctx.seconds, ctx.pinning)
     return {c.label: c.summary() for c in contenders}
 
 

@@ -331,9 +331,18 @@ class UpstreamForwarder:
     def _from_entry(self, entry: Entry, query: wire.Query, max_size: int, now: float,
                     source: str) -> ForwardedReply:
         reply = render(entry.reply, query, entry.ttls, entry.age(now), max_size)
-        # The same bytes are right until the TTLs tick down; without a cache, only this once.
-        memo_until = entry.memo_until(now) if self.cache.size > 0 else None
-        return ForwardedReply(reply, entry.reply.rcode, source, memo_until)
+        if self.cache.size <= 0:  # without a cache, these bytes are given only this once
+            return ForwardedReply(reply, entry.reply.rcode, source)
+        # The same bytes are right until the TTLs tick down; then the memo renders them again
+        # from this entry, for as long as it is fresh.
+
+        def renew(later: float) -> tuple[float, bytes] | None:
+            if not entry.fresh(later):
+                return None
+            return entry.memo_until(later), render(entry.reply, query, entry.ttls,
+                                                   entry.age(later), max_size)[2:]
+
+        return ForwardedReply(reply, entry.reply.rcode, source, entry.memo_until(now), renew)
 
     def _stale(self, entry: Entry, query: wire.Query, max_size: int,
                now: float) -> ForwardedReply:

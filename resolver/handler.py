@@ -22,7 +22,7 @@ from discovery.registry import Registry
 from resolver import wire
 from resolver.answer import LocalAnswer, answer_local
 from resolver.stats import SOURCE_ERROR, SOURCE_LOCAL, DurationHistogram, QueryStats
-from resolver.views import View, ViewTable
+from resolver.views import RENEWAL_OVERHEAD, Renewal, View, ViewTable
 
 log = logging.getLogger("dockdns.handler")
 
@@ -42,6 +42,8 @@ class ForwardedReply:
     # Until when (time.monotonic) the same query bytes may get these reply bytes again, ID aside;
     # None: never memoize (e.g. a SERVFAIL).
     memo_until: float | None = None
+    # How the memo makes these bytes right again after memo_until (a cache hit's TTLs ticked).
+    renew: Renewal | None = None
 
 
 # (query packet, reply packet or None, client address, over TCP, seconds taken)
@@ -116,8 +118,12 @@ class QueryHandler:
         if entry is None:
             return None
         until = entry[0]
-        if until is not NEVER_EXPIRES and until <= self.clock():  # local answers never expire
-            return None
+        if until is not NEVER_EXPIRES:  # local answers never expire
+            now = self.clock()
+            if until <= now:
+                entry = view.renewed(packet[2:], entry, tcp, now)
+                if entry is None:
+                    return None
         self.stats.counts[entry[2]] += 1
         return packet[:2] + next(entry[1])
 
@@ -139,7 +145,8 @@ class QueryHandler:
             self.stats.counts[slot] += 1
             refused = wire.error_reply(query, packet, wire.REFUSED)
             if query.memoizable:
-                view.remember(packet[2:], (NEVER_EXPIRES, itertools.repeat(refused[2:]), slot),
+                view.remember(packet[2:],
+                              (NEVER_EXPIRES, itertools.repeat(refused[2:]), slot, None),
                               tcp, len(refused))
             return refused
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
@@ -155,7 +162,8 @@ class QueryHandler:
         self.stats.counts[slot] += 1
         if forwarded.memo_until is not None and query.memoizable:
             view.remember(packet[2:], (forwarded.memo_until, itertools.repeat(forwarded.reply[2:]),
-                                       self.stats.memo_slot(slot)), tcp, len(forwarded.reply))
+                                       self.stats.memo_slot(slot), forwarded.renew),
+                          tcp, len(forwarded.reply) + (RENEWAL_OVERHEAD if forwarded.renew else 0))
         return forwarded.reply
 
     def _reply_local(self, packet: bytes, query: wire.Query, local: LocalAnswer, view: View,
@@ -168,7 +176,7 @@ class QueryHandler:
         self.stats.counts[slot] += 1
         if query.memoizable:
             view.remember(packet[2:], (NEVER_EXPIRES, itertools.cycle([r[2:] for r in replies]),
-                                       self.stats.memo_slot(slot)), tcp,
+                                       self.stats.memo_slot(slot), None), tcp,
                           sum(len(r) for r in replies))
         return replies[0]
 
