@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 import sys
 from typing import Any
@@ -93,6 +94,16 @@ def _buffer(size: int) -> tuple[bytearray, int]:
     return data, ctypes.addressof(ctypes.c_char.from_buffer(data))
 
 
+def _outcome(result: int) -> int:
+    """A recvmmsg/sendmmsg result: how many datagrams, 0 for "try again later", or OSError."""
+    if result >= 0:
+        return result
+    code = ctypes.get_errno()
+    if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+        return 0
+    raise OSError(code, os.strerror(code))
+
+
 class BatchSocket:
     """The receive and send slots of one bound, non-blocking UDP socket."""
 
@@ -146,24 +157,13 @@ class BatchSocket:
     def receive(self) -> int:
         """Read up to SLOTS datagrams without waiting: how many, 0 when none was waiting.
         Raises OSError for anything but "nothing to read"."""
-        count = self._recvmmsg(self.fd, self._receive_msgs_at, SLOTS, _MSG_DONTWAIT, None)
-        if count >= 0:
-            return int(count)
-        code = ctypes.get_errno()
-        if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-            return 0
-        raise OSError(code, errno.errorcode.get(code, str(code)))
+        return _outcome(self._recvmmsg(self.fd, self._receive_msgs_at, SLOTS, _MSG_DONTWAIT,
+                                       None))
 
     def send(self, first: int, count: int) -> int:
         """Send send slots ``first`` .. ``first + count - 1``: how many went, 0 when the send
         buffer is full. Raises OSError when the first of them cannot be sent."""
-        sent = self._sendmmsg(self.fd, self._send_msgs_at + first * _MSG_SIZE, count, 0)
-        if sent >= 0:
-            return int(sent)
-        code = ctypes.get_errno()
-        if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-            return 0
-        raise OSError(code, errno.errorcode.get(code, str(code)))
+        return _outcome(self._sendmmsg(self.fd, self._send_msgs_at + first * _MSG_SIZE, count, 0))
 
     def address_key(self, slot: int) -> bytes:
         """The sender's address in receive slot ``slot``, raw: what client lookups are cached
