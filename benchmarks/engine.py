@@ -29,6 +29,7 @@ BUSYBOX = "/bin/busybox"  # Debian's busybox-static: runs in an empty root files
 # Containers only sleep; this bounds their life should the harness die without cleaning up.
 LIFETIME = "1800"
 ENGINE_LOG = "/tmp/dockdns-bench-dockerd.log"
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 ENGINE_START_TIMEOUT = 60.0
 
 
@@ -37,6 +38,9 @@ def _ping() -> str | None:
     try:
         import docker
 
+        from discovery.docker_source import check_unix_socket
+
+        check_unix_socket(os.environ.get("DOCKER_HOST", DEFAULT_ENGINE), 10)
         client = docker.from_env(timeout=10)
     except Exception as err:  # the SDK raises several unrelated types for "no engine"
         return str(err)

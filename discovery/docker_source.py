@@ -90,6 +90,17 @@ class Listing:
     containers: dict[str, Inspect]
 
 
+def check_unix_socket(host: str, timeout: float) -> None:
+    """For a ``unix://`` engine URL, raise OSError unless its socket accepts a connection.
+
+    The SDK leaks its socket when a unix socket refuses the connection (a ResourceWarning per
+    retry, an open descriptor until the GC finds it), so that case is found out here first."""
+    if host.startswith("unix://"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout)
+            probe.connect(host[len("unix://"):])
+
+
 def _settle(future: asyncio.Future[str], reason: str) -> None:
     if not future.done():
         future.set_result(reason)
@@ -165,12 +176,7 @@ class DockerSource:
 
     def _client(self) -> docker.APIClient:
         """A client speaking the engine's API version. Blocking: call it in a thread."""
-        if self.host.startswith("unix://"):
-            # The SDK leaks its socket when a unix socket refuses the connection (a
-            # ResourceWarning per retry), so that case is found out here first.
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                probe.settimeout(self.request_timeout)
-                probe.connect(self.host[len("unix://"):])
+        check_unix_socket(self.host, self.request_timeout)
         return docker.APIClient(base_url=self.host, version="auto",
                                 timeout=self.request_timeout)
 

@@ -41,6 +41,8 @@ import docker
 import docker.errors
 import pytest
 
+from discovery.docker_source import check_unix_socket
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 IMAGE = "dockdns-test:busybox"
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
@@ -52,6 +54,7 @@ APPLETS = ("sh", "sleep", "ip", "nslookup", "cat", "hostname", "true", "false", 
 OWNER_LABEL = "dockdns.test.owner"
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 DOCKERD_LOG = Path("/tmp/dockdns-test-dockerd.log")
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 # How long a freshly started dockerd may take to answer (first start initializes its data root).
 ENGINE_START_SECONDS = 60.0
 NSQUERY = Path(__file__).with_name("nsquery.py")
@@ -62,11 +65,18 @@ class EngineUnavailable(Exception):
     """No Docker engine could be reached or started; the message says why."""
 
 
-def _ping(client: docker.DockerClient) -> bool:
+def _ping(client: docker.DockerClient, url: str) -> bool:
+    """Whether the engine at ``url`` (that ``client`` talks to) answers."""
     try:
+        # Not the SDK's ping first: it leaks a socket on every refused connection.
+        check_unix_socket(url, 10)
         return bool(client.ping())
     except Exception:
         return False
+
+
+def _shared_url() -> str:
+    return os.environ.get("DOCKER_HOST", DEFAULT_ENGINE)
 
 
 def _start_dockerd() -> None:
@@ -90,6 +100,14 @@ _client: docker.DockerClient | None = None
 _failure: str | None = None
 
 
+def _socket_answers(url: str) -> bool:
+    try:
+        check_unix_socket(url, 10)
+    except OSError:
+        return False
+    return True
+
+
 def engine_client() -> docker.DockerClient:
     """A client for the engine at DOCKER_HOST (default socket), starting dockerd if needed."""
     global _client, _failure
@@ -97,24 +115,25 @@ def engine_client() -> docker.DockerClient:
         return _client
     if _failure is not None:
         raise EngineUnavailable(_failure)
-    client: docker.DockerClient | None = None
+    url = _shared_url()
     try:
-        client = docker.from_env(timeout=60)
-        if not _ping(client):
+        # The socket first: the SDK asks the engine for its API version as the client is made.
+        if not _socket_answers(url):
             if os.environ.get("DOCKER_HOST"):
-                raise EngineUnavailable(f"the engine at {os.environ['DOCKER_HOST']} does not "
-                                        "answer")
+                raise EngineUnavailable(f"the engine at {url} does not answer")
             _start_dockerd()
             deadline = time.monotonic() + ENGINE_START_SECONDS
-            while not _ping(client):
+            while not _socket_answers(url):
                 if time.monotonic() > deadline:
                     raise EngineUnavailable(f"dockerd did not come up within "
                                             f"{ENGINE_START_SECONDS:.0f} s (see {DOCKERD_LOG})")
                 time.sleep(0.5)
+        client = docker.from_env(timeout=60)
+        if not _ping(client, url):
+            client.close()
+            raise EngineUnavailable(f"the engine at {url} does not answer its API")
     except EngineUnavailable as err:
         _failure = str(err)
-        if client is not None:
-            client.close()
         raise
     except docker.errors.DockerException as err:
         _failure = f"no Docker engine: {err}"
@@ -595,18 +614,13 @@ class PrivateEngine:
 
     def _answers(self) -> bool:
         # The SDK leaks its socket when a connect is refused (a killed dockerd leaves its
-        # socket file behind): find that out with a socket closed here first.
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(self.socket_path))
-            except OSError:
-                return False
+        # socket file behind): _ping finds that out with a socket closed there first.
         try:
             client = self.client()
         except docker.errors.DockerException:
             return False
         try:
-            return _ping(client)
+            return _ping(client, self.url)
         finally:
             client.close()
 
