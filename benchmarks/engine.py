@@ -29,7 +29,6 @@ BUSYBOX = "/bin/busybox"  # Debian's busybox-static: runs in an empty root files
 # Containers only sleep; this bounds their life should the harness die without cleaning up.
 LIFETIME = "1800"
 ENGINE_LOG = "/tmp/dockdns-bench-dockerd.log"
-DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 ENGINE_START_TIMEOUT = 60.0
 
 
@@ -38,7 +37,7 @@ def _ping() -> str | None:
     try:
         import docker
 
-        from discovery.docker_source import check_unix_socket
+        from discovery.engine_socket import DEFAULT_ENGINE, check_unix_socket
 
         check_unix_socket(os.environ.get("DOCKER_HOST", DEFAULT_ENGINE), 10)
         client = docker.from_env(timeout=10)

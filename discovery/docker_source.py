@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import re
-import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,12 +38,13 @@ from discovery.docker_inspect import (
     container_entries,
     network_from_inspect,
 )
+from discovery.engine_socket import DEFAULT_ENGINE, check_unix_socket
 from discovery.model import Network, SourcePart
 from discovery.registry import Registry
 
 log = logging.getLogger("dockdns.docker")
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+DEFAULT_DOCKER_HOST = DEFAULT_ENGINE
 # Reconnect delays: start quick (an engine restart takes a few seconds), cap at 30 s.
 INITIAL_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
@@ -88,17 +88,6 @@ class EngineLost(Exception):
 class Listing:
     networks: dict[str, Network]
     containers: dict[str, Inspect]
-
-
-def check_unix_socket(host: str, timeout: float) -> None:
-    """For a ``unix://`` engine URL, raise OSError unless its socket accepts a connection.
-
-    The SDK leaks its socket when a unix socket refuses the connection (a ResourceWarning per
-    retry, an open descriptor until the GC finds it), so that case is found out here first."""
-    if host.startswith("unix://"):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(timeout)
-            probe.connect(host[len("unix://"):])
 
 
 def _settle(future: asyncio.Future[str], reason: str) -> None:

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ import docker
 import docker.errors
 import docker.utils
 
+from discovery.engine_socket import DEFAULT_ENGINE, check_unix_socket
 from discovery.registry import Registry
 from discovery.swarm_model import GWBRIDGE, EngineRead, build_part
 
@@ -46,24 +46,13 @@ BACKOFF_MAX = 30.0
 # How often `docker info` is asked whether the engine is (still) a manager / in a Swarm: it is the
 # heaviest call, and the role changes rarely (swarm init/join/leave, promotion).
 INFO_INTERVAL = 10.0
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
-
-
-def _probe_unix(url: str) -> None:
-    """Connect to a unix socket once and close it: raises OSError when nothing listens. The SDK
-    leaves its socket for the garbage collector when the connection is refused, which a retry
-    loop would repeat every backoff step."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(API_TIMEOUT)
-        probe.connect(url.removeprefix("unix://"))
 
 
 def connect(url: str | None) -> Any:
     """A client for ``url`` (None: DOCKER_HOST or the default socket). TLS for tcp:// engines
     comes from DOCKER_TLS_VERIFY / DOCKER_CERT_PATH, as for the docker CLI."""
-    target = url if url is not None else os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
-    if target.startswith("unix://"):
-        _probe_unix(target)
+    target = url if url is not None else os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
+    check_unix_socket(target, API_TIMEOUT)
     if url is None:
         return docker.from_env(timeout=API_TIMEOUT)
     kwargs: dict[str, Any] = {}
@@ -158,7 +147,7 @@ class SwarmSource:
         self.urls = list(urls)
         self.refresh = refresh
         self.local = local
-        first = self.urls[0] or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+        first = self.urls[0] or os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
         self.name = f"swarm:{first}" if local else "swarm:managers"
         self._index = 0  # which of ``urls`` the next connection tries
         self._wake = asyncio.Event()

@@ -41,7 +41,7 @@ import docker
 import docker.errors
 import pytest
 
-from discovery.docker_source import check_unix_socket
+from discovery.engine_socket import DEFAULT_ENGINE, check_unix_socket
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 IMAGE = "dockdns-test:busybox"
@@ -54,7 +54,6 @@ APPLETS = ("sh", "sleep", "ip", "nslookup", "cat", "hostname", "true", "false", 
 OWNER_LABEL = "dockdns.test.owner"
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 DOCKERD_LOG = Path("/tmp/dockdns-test-dockerd.log")
-DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 # How long a freshly started dockerd may take to answer (first start initializes its data root).
 ENGINE_START_SECONDS = 60.0
 NSQUERY = Path(__file__).with_name("nsquery.py")
@@ -614,7 +613,10 @@ class PrivateEngine:
 
     def _answers(self) -> bool:
         # The SDK leaks its socket when a connect is refused (a killed dockerd leaves its
-        # socket file behind): _ping finds that out with a socket closed there first.
+        # socket file behind), and it connects as a client is made (to ask the API version):
+        # find that out first with a socket closed here.
+        if not _socket_answers(self.url):
+            return False
         try:
             client = self.client()
         except docker.errors.DockerException:
