@@ -649,7 +649,10 @@ def private_engine(tag: str, bridge_address: str) -> Iterator[PrivateEngine]:
         pytest.skip(reason)
     root = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/tmp"))
     (root / "daemon.json").write_text("{}")
-    engine = PrivateEngine(root, namespace=f"dockdns-{root.name}",
+    # containerd allows only letters and digits between single separators in a namespace;
+    # mkdtemp's random part may hold "_", even at the end.
+    namespace = "dockdns-" + "".join(c for c in root.name if c.isascii() and c.isalnum())
+    engine = PrivateEngine(root, namespace=namespace,
                            bridge=f"{tag[:6]}{os.getpid() % 100000}", bridge_address=bridge_address)
     try:
         try:
