@@ -204,16 +204,21 @@ def test_a_burst_read_in_one_go_answers_every_client_its_own_query(batched: bool
     names = ["web1", "multi", "nothing-here", "WEB1"]
 
     async def body(listener: UDPSocketListener, port: int) -> None:
+        loop = asyncio.get_running_loop()
         clients = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(12)]
+
+        async def receive(client: socket.socket) -> bytes:
+            # Awaited, never blocking: the listener runs on this same loop.
+            return await asyncio.wait_for(loop.sock_recv(client, 65535), 5)
+
         try:
             for client in clients:
-                client.settimeout(3)
+                client.setblocking(False)
             # The first query of each name takes the full path; the burst then mixes memo
             # hits with the full path's misses.
             for name in names:
                 clients[0].sendto(query(name, 7), (host, port))
-                await asyncio.sleep(0.05)
-                assert clients[0].recv(65535)[:2] == b"\x00\x07"
+                assert (await receive(clients[0]))[:2] == b"\x00\x07"
             oversized = query("web1", 99) + bytes(udp_socket.MAX_QUERY_SIZE)
             clients[1].sendto(oversized, (host, port))
             sent: dict[int, list[tuple[int, str]]] = {}
@@ -224,11 +229,11 @@ def test_a_burst_read_in_one_go_answers_every_client_its_own_query(batched: bool
                         + str(qid)
                     client.sendto(query(name, qid), (host, port))
                     sent.setdefault(index, []).append((qid, name))
-            await asyncio.sleep(0.2)  # the listener reads the waiting burst now
+            # Only now does the listener run, and find the whole burst waiting.
             for index, client in enumerate(clients):
                 got = {}
                 for _ in sent[index]:
-                    reply = dns.message.from_wire(client.recv(65535))
+                    reply = dns.message.from_wire(await receive(client))
                     got[reply.id] = reply
                 assert sorted(got) == sorted(qid for qid, _ in sent[index])
                 for qid, name in sent[index]:
@@ -238,7 +243,6 @@ def test_a_burst_read_in_one_go_answers_every_client_its_own_query(batched: bool
                                 "multi": {"10.1.2.4", "10.1.2.5"}}.get(name, set())
                     found = {rd.to_text() for rrset in reply.answer for rd in rrset}
                     assert found == expected, (name, reply)
-            clients[1].setblocking(False)
             with pytest.raises(BlockingIOError):  # nothing for the long datagram
                 clients[1].recv(65535)
         finally:
