@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import dns.rcode
 import pytest
 
-from tests.support.daemon import RunningDaemon, dockdns
-from tests.support.engine import Box, Lab, lab, private_engine, wait_for
-from tests.support.net import addresses, ask
+from tests.support.daemon import dockdns
+from tests.support.engine import Lab, lab, private_engine, wait_for
 from tests.support.quiet_upstream import refusing_upstream
 
 pytestmark = pytest.mark.docker
@@ -26,18 +24,6 @@ pytestmark = pytest.mark.docker
 PRIVATE_POOL = "10.250.192.0/18"
 # The private engine's default bridge: the last /24 of that pool.
 PRIVATE_BRIDGE = "10.250.255.1/24"
-
-
-def _sees(daemon: RunningDaemon, name: str) -> set[str]:
-    reply = ask(daemon.host, daemon.port, name)
-    return addresses(reply) if reply.rcode() == dns.rcode.NOERROR else set()
-
-
-def _running_ip(box: Box, network: str) -> str | None:
-    data = box.inspect()
-    if not data["State"]["Running"]:
-        return None
-    return str(data["NetworkSettings"]["Networks"][network]["IPAddress"]) or None
 
 
 @pytest.fixture
@@ -63,36 +49,36 @@ def test_engine_restart_prunes_and_merges(shared: Lab) -> None:
         with dockdns("--docker-host", engine.url, "--docker-host", shared_url,
                      "--upstream", upstream, docker=True) as daemon:
             # Two engines merge into one registry.
-            wait_for(lambda: _sees(daemon, "dd-pkeep") == {old_keep}, message="dd-pkeep")
-            assert _sees(daemon, "dd-pgone") == {old_gone}
-            assert _sees(daemon, "dd-psweb") == {shared_ip}
+            wait_for(lambda: daemon.sees("dd-pkeep") == {old_keep}, message="dd-pkeep")
+            assert daemon.sees("dd-pgone") == {old_gone}
+            assert daemon.sees("dd-psweb") == {shared_ip}
 
             # A crash: the event stream breaks, the containers still run. The last registry
             # keeps answering.
             engine.stop(kill=True)
             wait_for(lambda: f"docker engine {engine.url} lost" in daemon.log(),
                      message="dockdns noticing the engine is gone")
-            assert _sees(daemon, "dd-pkeep") == {old_keep}
-            assert _sees(daemon, "dd-pgone") == {old_gone}
-            assert _sees(daemon, "dd-psweb") == {shared_ip}
+            assert daemon.sees("dd-pkeep") == {old_keep}
+            assert daemon.sees("dd-pgone") == {old_gone}
+            assert daemon.sees("dd-psweb") == {shared_ip}
 
             engine.start()
-            new_keep = wait_for(lambda: _running_ip(keep, "dd-pnet"),
+            new_keep = wait_for(lambda: keep.running_ip("dd-pnet"),
                                 message="dd-pkeep restarted by its policy")
-            assert _running_ip(gone, "dd-pnet") is None
-            wait_for(lambda: _sees(daemon, "dd-pkeep") == {new_keep}
-                     and not _sees(daemon, "dd-pgone"),
+            assert gone.running_ip("dd-pnet") is None
+            wait_for(lambda: daemon.sees("dd-pkeep") == {new_keep}
+                     and not daemon.sees("dd-pgone"),
                      message="dockdns re-listed and pruned after the engine came back")
-            assert _sees(daemon, "dd-psweb") == {shared_ip}
+            assert daemon.sees("dd-psweb") == {shared_ip}
 
             # A clean stop: dockerd closes the API (and the event stream) before it stops its
             # containers, so no die event is seen; the last registry stays until it is back.
             engine.stop()
             wait_for(lambda: daemon.log().count(f"docker engine {engine.url} lost") == 2,
                      message="dockdns noticing the second loss")
-            assert _sees(daemon, "dd-pkeep") == {new_keep}
+            assert daemon.sees("dd-pkeep") == {new_keep}
             engine.start()
-            newest = wait_for(lambda: _running_ip(keep, "dd-pnet"), message="dd-pkeep back")
-            wait_for(lambda: _sees(daemon, "dd-pkeep") == {newest},
+            newest = wait_for(lambda: keep.running_ip("dd-pnet"), message="dd-pkeep back")
+            wait_for(lambda: daemon.sees("dd-pkeep") == {newest},
                      message="dd-pkeep answered after the second restart")
         print(f"dd-pkeep: {old_keep} -> {new_keep} -> {newest}")

@@ -17,12 +17,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.rcode
 import pytest
 
 from tests.support.daemon import RunningDaemon, dockdns, http_get
 from tests.support.engine import (
-    Box,
     Lab,
     PrivateEngine,
     lab,
@@ -30,7 +28,6 @@ from tests.support.engine import (
     require_engine,
     wait_for,
 )
-from tests.support.net import addresses, ask
 from tests.support.notify_socket import lines, notify_socket
 from tests.support.quiet_upstream import refusing_upstream
 from tests.support.scrape import Samples, scrape, value
@@ -73,18 +70,6 @@ def healthz(daemon: RunningDaemon) -> tuple[int, str]:
 def metrics(daemon: RunningDaemon) -> Samples:
     assert daemon.metrics_port is not None
     return scrape(daemon.metrics_port)
-
-
-def sees(daemon: RunningDaemon, name: str) -> set[str]:
-    reply = ask(daemon.host, daemon.port, name)
-    return addresses(reply) if reply.rcode() == dns.rcode.NOERROR else set()
-
-
-def running_ip(box: Box, network: str) -> str | None:
-    data = box.inspect()
-    if not data["State"]["Running"]:
-        return None
-    return str(data["NetworkSettings"]["Networks"][network]["IPAddress"]) or None
 
 
 def docker_names(made: Lab) -> int:
@@ -133,7 +118,7 @@ def test_readiness_metrics_and_notify_follow_a_real_engine(tmp_path: Path, hosts
             assert status == 503, body
             assert body.startswith(f"{reason_prefix}engine unreachable: "), body
             assert healthz(daemon) == (200, "ok\n")
-            assert sees(daemon, "files.test") == {"198.51.100.20"}
+            assert daemon.sees("files.test") == {"198.51.100.20"}
             samples = metrics(daemon)
             assert value(samples, "dockdns_docker_connected", engine=url) == 0
             assert ("dockdns_last_sync_timestamp_seconds",
@@ -146,8 +131,8 @@ def test_readiness_metrics_and_notify_follow_a_real_engine(tmp_path: Path, hosts
             wait_for(lambda: readyz(daemon) == (200, "ready\n"), message="ready after sync")
             ready = lines(notify.until("READY=1"))
             assert f"MAINPID={daemon.process.pid}" in ready
-            first_ip = wait_for(lambda: running_ip(web, "di-pnet"), message="di-pweb back")
-            wait_for(lambda: sees(daemon, "di-pweb") == {first_ip}, message="di-pweb answered")
+            first_ip = wait_for(lambda: web.running_ip("di-pnet"), message="di-pweb back")
+            wait_for(lambda: daemon.sees("di-pweb") == {first_ip}, message="di-pweb answered")
             samples = metrics(daemon)
             assert value(samples, "dockdns_docker_connected", engine=url) == 1
             first_sync = value(samples, "dockdns_last_sync_timestamp_seconds", engine=url)
@@ -157,7 +142,7 @@ def test_readiness_metrics_and_notify_follow_a_real_engine(tmp_path: Path, hosts
             events = value(samples, "dockdns_docker_events_total", engine=url)
             other = made.container("di-pother", "di-pnet", aliases=["di-palias"])
             other_ip = other.ip("di-pnet")
-            wait_for(lambda: sees(daemon, "di-palias") == {other_ip}, message="di-pother")
+            wait_for(lambda: daemon.sees("di-palias") == {other_ip}, message="di-pother")
             samples = metrics(daemon)
             assert value(samples, "dockdns_docker_events_total", engine=url) > events
             assert value(samples, "dockdns_registry_names", source="docker") == \
@@ -173,8 +158,8 @@ def test_readiness_metrics_and_notify_follow_a_real_engine(tmp_path: Path, hosts
             assert healthz(daemon) == (200, "ok\n")
             assert metrics(daemon)[("dockdns_docker_connected",
                                     frozenset({("engine", url)}))] == 0
-            assert sees(daemon, "di-palias") == {other_ip}
-            assert sees(daemon, "files.test") == {"198.51.100.20"}
+            assert daemon.sees("di-palias") == {other_ip}
+            assert daemon.sees("files.test") == {"198.51.100.20"}
 
             # 5. Back: ready again after a new sync, which prunes what did not come back.
             engine.start()
@@ -182,9 +167,9 @@ def test_readiness_metrics_and_notify_follow_a_real_engine(tmp_path: Path, hosts
             samples = metrics(daemon)
             assert value(samples, "dockdns_docker_connected", engine=url) == 1
             assert value(samples, "dockdns_last_sync_timestamp_seconds", engine=url) > first_sync
-            new_ip = wait_for(lambda: running_ip(web, "di-pnet"), message="di-pweb restarted")
-            wait_for(lambda: sees(daemon, "di-pweb") == {new_ip}
-                     and not sees(daemon, "di-palias"), message="re-listed and pruned")
+            new_ip = wait_for(lambda: web.running_ip("di-pnet"), message="di-pweb restarted")
+            wait_for(lambda: daemon.sees("di-pweb") == {new_ip}
+                     and not daemon.sees("di-palias"), message="re-listed and pruned")
 
             # 6. SIGTERM: systemd hears STOPPING=1, and the daemon exits cleanly.
             daemon.signal(signal.SIGTERM)
@@ -217,12 +202,12 @@ def test_not_ready_before_the_first_sync(tmp_path: Path, hosts: str, upstream: s
                 assert readyz(daemon) == (
                     503, f"docker:{relay.url}: first sync with the engine not done yet\n")
                 assert healthz(daemon) == (200, "ok\n")
-                assert sees(daemon, "files.test") == {"198.51.100.20"}
-                assert not sees(daemon, "di-oweb")
+                assert daemon.sees("files.test") == {"198.51.100.20"}
+                assert not daemon.sees("di-oweb")
                 assert "READY=1" not in lines(notify.pending())
                 relay.release()
                 wait_for(lambda: readyz(daemon) == (200, "ready\n"), message="ready")
                 assert "READY=1" in lines(notify.until("READY=1"))
-                assert sees(daemon, "di-oweb") == {box.ip("di-onet")}
+                assert daemon.sees("di-oweb") == {box.ip("di-onet")}
     finally:
         relay.stop()

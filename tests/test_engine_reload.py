@@ -11,12 +11,10 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.rcode
 import pytest
 
-from tests.support.daemon import RunningDaemon, dockdns
+from tests.support.daemon import dockdns
 from tests.support.engine import lab, wait_for
-from tests.support.net import addresses, ask
 from tests.support.quiet_upstream import refusing_upstream
 
 pytestmark = pytest.mark.docker
@@ -31,11 +29,6 @@ FAILING_CHECK = {"test": ["CMD-SHELL", "test -f /tmp/never"], "interval": 500_00
 def upstream() -> Iterator[str]:
     with refusing_upstream() as address:
         yield address
-
-
-def sees(daemon: RunningDaemon, name: str) -> set[str]:
-    reply = ask(daemon.host, daemon.port, name)
-    return addresses(reply) if reply.rcode() == dns.rcode.NOERROR else set()
 
 
 def health(box_inspect: dict[str, object]) -> str:
@@ -56,13 +49,13 @@ def test_sighup_applies_docker_answer_settings(tmp_path: Path, upstream: str) ->
         wait_for(lambda: health(sick.inspect()) == "unhealthy", message="di-rsick unhealthy")
         bridge_ip = on_bridge.inspect()["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
         with dockdns("--config", str(config), docker=True) as daemon:
-            wait_for(lambda: sees(daemon, "di-rwell"), message="the engine's first sync")
-            assert sees(daemon, "di-rbridge") == set()
-            assert sees(daemon, "di-rsick") == set()
+            wait_for(lambda: daemon.sees("di-rwell"), message="the engine's first sync")
+            assert daemon.sees("di-rbridge") == set()
+            assert daemon.sees("di-rsick") == set()
 
             config.write_text(f'upstreams = ["{upstream}"]\n'
                               "default_bridge_names = true\ninclude_unhealthy = true\n")
             daemon.signal(signal.SIGHUP)
             wait_for(lambda: "config reloaded; changed:" in daemon.log(), message="reload")
-            assert sees(daemon, "di-rbridge") == {bridge_ip}
-            assert sees(daemon, "di-rsick") == {sick.ip("di-rnet")}
+            assert daemon.sees("di-rbridge") == {bridge_ip}
+            assert daemon.sees("di-rsick") == {sick.ip("di-rnet")}

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.daemon import RunningDaemon, dockdns, http_get
 from tests.support.engine import Box, Lab, Question, lab, wait_for
-from tests.support.net import addresses, ask
+from tests.support.net import ask
 from tests.support.quiet_upstream import refusing_upstream
 from tests.support.scrape import scrape, value
 
@@ -55,11 +55,6 @@ def compare(made: Lab, app: Box, daemon: RunningDaemon, questions: list[Question
         assert ours.answer or question.rdtype != "A", question  # the A questions have answers
 
 
-def local_addresses(daemon: RunningDaemon, name: str) -> set[str]:
-    reply = ask(daemon.host, daemon.port, name)
-    return addresses(reply) if reply.rcode() == dns.rcode.NOERROR else set()
-
-
 def docker_names(daemon: RunningDaemon) -> float:
     assert daemon.metrics_port is not None
     return value(scrape(daemon.metrics_port), "dockdns_registry_names", source="docker")
@@ -78,7 +73,7 @@ def test_loopback_sees_what_the_app_container_sees(upstream: str) -> None:
             status, body = readyz(daemon)
             assert (status, body) == (503, "sidecar: container di-sapp is not in the registry "
                                             "(yet): loopback clients see no network until it is\n")
-            assert local_addresses(daemon, "di-sweb") == set()
+            assert daemon.sees("di-sweb") == set()
 
             # Created but not running: still not ready. (A container started afterwards is in
             # the registry, so the engine's news up to then has been taken in.)
@@ -91,7 +86,7 @@ def test_loopback_sees_what_the_app_container_sees(upstream: str) -> None:
 
             made.client.api.start(app.id)
             wait_for(lambda: readyz(daemon) == (200, "ready\n"), message="ready once started")
-            wait_for(lambda: local_addresses(daemon, "di-sweb") == {web.ip("di-sa")},
+            wait_for(lambda: daemon.sees("di-sweb") == {web.ip("di-sa")},
                      message="di-sweb through the sidecar view")
 
             web_ptr = dns.reversename.from_address(web.ip("di-sa")).to_text()
@@ -109,7 +104,7 @@ def test_loopback_sees_what_the_app_container_sees(upstream: str) -> None:
 
             # Attached to di-sb as well: the view follows, still exactly Docker's.
             made.connect(app, "di-sb")
-            wait_for(lambda: local_addresses(daemon, "di-sother") == {other.ip("di-sb")},
+            wait_for(lambda: daemon.sees("di-sother") == {other.ip("di-sb")},
                      message="di-sother once di-sapp is on di-sb")
             compare(made, app, daemon, [Question("di-sother"), Question("di-sother.di-sb"),
                                         *known])

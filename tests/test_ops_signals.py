@@ -28,7 +28,7 @@ from resolver.handler import ForwardedReply
 from resolver.stats import SOURCE_FORWARD
 from resolver.views import View
 from tests.support.daemon import RunningDaemon, dockdns
-from tests.support.net import addresses, ask, free_port
+from tests.support.net import addresses, ask, free_port, recv_framed
 from tests.support.upstream import FaultServer
 
 
@@ -204,22 +204,11 @@ class Load(threading.Thread):
                 wire = query.to_wire()
                 try:
                     sock.sendall(struct.pack("!H", len(wire)) + wire)
-                    length = struct.unpack("!H", _read(sock, 2))[0]
-                    reply = dns.message.from_wire(_read(sock, length))
-                except (OSError, EOFError):
+                    reply = dns.message.from_wire(recv_framed(sock))
+                except OSError:
                     return
                 assert reply.id == query.id
                 self.replies += 1
-
-
-def _read(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
 
 
 def test_sigterm_under_load_loses_no_answered_query(hosts_file: str) -> None:

@@ -22,7 +22,7 @@ import dns.rrset
 
 from resolver.tcp import MAX_CONNECTIONS_PER_CLIENT, MAX_PIPELINED
 from tests.support.daemon import dockdns
-from tests.support.net import addresses, ask, free_port
+from tests.support.net import addresses, ask, free_port, recv_framed
 from tests.support.netns import namespace
 from tests.support.proc import vm_rss_kb
 from tests.support.scrape import scrape, value
@@ -91,21 +91,10 @@ def framed(packet: bytes) -> bytes:
     return len(packet).to_bytes(2, "big") + packet
 
 
-def recv_exactly(sock: socket.socket, length: int) -> bytes:
-    data = b""
-    while len(data) < length:
-        chunk = sock.recv(length - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {length} bytes")
-        data += chunk
-    return data
-
-
 def read_replies(sock: socket.socket, count: int) -> list[bytes]:
     sock.setblocking(True)
     sock.settimeout(30)
-    return [recv_exactly(sock, int.from_bytes(recv_exactly(sock, 2), "big"))
-            for _ in range(count)]
+    return [recv_framed(sock) for _ in range(count)]
 
 
 class HoldingUpstream:
@@ -152,9 +141,8 @@ class HoldingUpstream:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
-                query = dns.message.from_wire(
-                    recv_exactly(conn, int.from_bytes(recv_exactly(conn, 2), "big")))
-            except (OSError, ConnectionError):
+                query = dns.message.from_wire(recv_framed(conn))
+            except OSError:
                 return
             if query.question[0].name.to_text().endswith(".hold.test."):
                 with self.lock:

@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.net import free_port
+import dns.rcode
+
+from tests.support.net import addresses, ask, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,6 +36,11 @@ class RunningDaemon:
 
     def signal(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)
+
+    def sees(self, name: str) -> set[str]:
+        """The addresses the daemon answers for ``name`` over UDP; none unless NOERROR."""
+        reply = ask(self.host, self.port, name)
+        return addresses(reply) if reply.rcode() == dns.rcode.NOERROR else set()
 
 
 def _wait_listening(host: str, port: int, process: subprocess.Popen[bytes], log: Path,

@@ -48,6 +48,22 @@ def addresses(reply: dns.message.Message) -> set[str]:
     }
 
 
+def recv_exactly(sock: socket.socket, length: int) -> bytes:
+    """``length`` bytes from a stream socket; ConnectionError (an OSError) if it closes first."""
+    data = b""
+    while len(data) < length:
+        chunk = sock.recv(length - len(data))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} of {length} bytes")
+        data += chunk
+    return data
+
+
+def recv_framed(sock: socket.socket) -> bytes:
+    """One DNS message over TCP: its two-byte length, then that many bytes (RFC 1035 4.2.2)."""
+    return recv_exactly(sock, int.from_bytes(recv_exactly(sock, 2), "big"))
+
+
 def udp_exchange(host: str, port: int, payload: bytes, timeout: float = 1.0) -> bytes | None:
     """Send raw bytes over UDP; the raw reply, or None if none came within ``timeout``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

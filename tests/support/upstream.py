@@ -31,7 +31,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from tests.support.net import free_port
+from tests.support.net import free_port, recv_framed
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 # The address forged replies carry: a client must never see it.
@@ -326,13 +326,7 @@ class FaultServer:
         with conn:
             try:
                 while not self._stop.is_set():
-                    header = _recv_exactly(conn, 2)
-                    if header is None:
-                        return
-                    data = _recv_exactly(conn, int.from_bytes(header, "big"))
-                    if data is None:
-                        return
-                    query = dns.message.from_wire(data)
+                    query = dns.message.from_wire(recv_framed(conn))
                     self._log(query, "tcp")
                     behaviour = self._behaviour(
                         query.question[0].name.to_text(omit_final_dot=True).lower())
@@ -346,11 +340,3 @@ class FaultServer:
                 return
 
 
-def _recv_exactly(conn: socket.socket, length: int) -> bytes | None:
-    data = b""
-    while len(data) < length:
-        chunk = conn.recv(length - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
