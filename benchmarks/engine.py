@@ -37,7 +37,7 @@ def _ping() -> str | None:
     try:
         import docker
 
-        from discovery.engine_socket import DEFAULT_ENGINE, check_unix_socket
+        from discovery.docker.engine_socket import DEFAULT_ENGINE, check_unix_socket
 
         check_unix_socket(os.environ.get("DOCKER_HOST", DEFAULT_ENGINE), 10)
         client = docker.from_env(timeout=10)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from resolver.addresses import is_local_address
+from resolver.dns.addresses import is_local_address
 from tests.support.daemon import dockdns
 from tests.support.net import addresses, ask, free_port
 from tests.support.netns import Namespace, namespace

@@ -8,12 +8,12 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from discovery.model import SCOPE_SWARM, Client, Network, Record, Snapshot, SourcePart
-from discovery.registry import Registry
-from resolver import wire
-from resolver.answer import answer_local
-from resolver.handler import AnswerSettings, QueryHandler
-from resolver.views import ViewTable
+from discovery.registry.model import SCOPE_SWARM, Client, Network, Record, Snapshot, SourcePart
+from discovery.registry.registry import Registry
+from resolver.answer.handler import AnswerSettings, QueryHandler
+from resolver.answer.local import answer_local
+from resolver.answer.views import ViewTable
+from resolver.dns import wire
 
 NETS = (
     Network("front", subnets=()),

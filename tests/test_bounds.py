@@ -20,17 +20,19 @@ import dns.message
 import dns.rcode
 import pytest
 
-from discovery.model import Record, SourcePart
-from discovery.registry import Registry
-from resolver import forwarder as forwarder_module
-from resolver import ratelimit, udp_socket, views
-from resolver.config import Config, HostPort
-from resolver.forwarder import UpstreamForwarder
-from resolver.handler import AnswerSettings, QueryHandler
-from resolver.ratelimit import RateLimiter
-from resolver.sockets import bind_udp
-from resolver.stats import OTHER_QTYPE
-from resolver.udp_socket import UDPSocketListener
+from discovery.registry.model import Record, SourcePart
+from discovery.registry.registry import Registry
+from resolver.answer import views
+from resolver.answer.handler import AnswerSettings, QueryHandler
+from resolver.config.settings import Config, HostPort
+from resolver.forward import forwarder as forwarder_module
+from resolver.forward.forwarder import UpstreamForwarder
+from resolver.ops.stats import OTHER_QTYPE
+from resolver.serve import ratelimit
+from resolver.serve import udp as udp_socket
+from resolver.serve.ratelimit import RateLimiter
+from resolver.serve.sockets import bind_udp
+from resolver.serve.udp import UDPSocketListener
 
 Body = Callable[[UDPSocketListener, int], Awaitable[None]]
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from resolver import cli
-from resolver import config as config_module
-from resolver.config import Config, HostPort
+from resolver.config import settings as config_module
+from resolver.config.settings import Config, HostPort
+from resolver.daemon import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

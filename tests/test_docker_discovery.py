@@ -20,9 +20,9 @@ import dns.rdatatype
 import dns.reversename
 import pytest
 
-from discovery.docker_source import DockerSource, default_hosts
-from discovery.registry import Registry
-from resolver.views import ViewTable
+from discovery.docker.source import DockerSource, default_hosts
+from discovery.registry.registry import Registry
+from resolver.answer.views import ViewTable
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.engine import Box, Lab, Question, lab, wait_for
 from tests.support.net import addresses, ask, free_port

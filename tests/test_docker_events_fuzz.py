@@ -8,7 +8,7 @@ event order, filtered actions included). The real engine is exercised elsewhere
 (tests/test_docker_*.py); what is fuzzed here is the source's own bookkeeping: ``on_event``,
 ``take_stale``, ``fetch``/``apply`` (with the engine moving on between a refresh's read and its
 apply, as it does while the read runs in a thread), ``replace`` on a new session, and
-``discovery/docker_inspect.py`` on every inspect.
+``discovery/docker/inspection.py`` on every inspect.
 
 A bigger budget outside CI: DOCKDNS_FUZZ_EXAMPLES=100000 pytest tests/test_docker_events_fuzz.py
 """
@@ -32,10 +32,10 @@ from hypothesis.stateful import (
     rule,
 )
 
-from discovery.docker_events import DockerEvent
-from discovery.docker_source import DockerSource, fetch, list_all
-from discovery.model import Network, SourcePart
-from discovery.registry import Registry
+from discovery.docker.events import DockerEvent
+from discovery.docker.source import DockerSource, fetch, list_all
+from discovery.registry.model import Network, SourcePart
+from discovery.registry.registry import Registry
 
 # The same knob as tests/test_fuzz.py; one state machine example is a whole sequence of steps.
 EXAMPLES = int(os.environ.get("DOCKDNS_FUZZ_EXAMPLES", "1500"))

@@ -1,4 +1,4 @@
-"""The cache's pure logic (resolver/cache.py): lifetimes (RFC 2308), clamping, eviction and
+"""The cache's pure logic (resolver/forward/cache.py): lifetimes (RFC 2308), clamping, eviction and
 staleness."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import dns.flags
 import dns.rcode
 import dns.rrset
 
-from resolver.cache import MAX_NEGATIVE_TTL, STALE_RECHECK, STALE_WINDOW, Cache
-from resolver.message import UpstreamReply, scan
+from resolver.dns.upstream_message import UpstreamReply, scan
+from resolver.forward.cache import MAX_NEGATIVE_TTL, STALE_RECHECK, STALE_WINDOW, Cache
 from tests.support.replies import a_records, client_query, upstream_reply
 
 SOA = "ns.example.test. admin.example.test. 1 2 3 4 {minimum}"

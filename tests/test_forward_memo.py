@@ -10,10 +10,10 @@ import time
 
 import dns.message
 
-from discovery.registry import Registry
-from resolver.config import Config, HostPort
-from resolver.forwarder import UpstreamForwarder
-from resolver.handler import AnswerSettings, QueryHandler
+from discovery.registry.registry import Registry
+from resolver.answer.handler import AnswerSettings, QueryHandler
+from resolver.config.settings import Config, HostPort
+from resolver.forward.forwarder import UpstreamForwarder
 from tests.support.daemon import dockdns
 from tests.support.net import ask, free_port
 from tests.support.scrape import scrape, value

@@ -1,4 +1,5 @@
-"""The pure wire logic of forwarding (resolver/message.py): upstream queries, scanning upstream
+"""The pure wire logic of forwarding (resolver/dns/upstream_message.py): upstream queries,
+scanning upstream
 replies, and rendering one reply per client. Replies are made and read back with dnspython."""
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolver import wire
-from resolver.message import (
+from resolver.dns import wire
+from resolver.dns.upstream_message import (
     UPSTREAM_UDP_SIZE,
     BadReply,
     cache_key,

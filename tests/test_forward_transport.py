@@ -1,4 +1,4 @@
-"""The UDP transport towards upstreams in this process (resolver/upstream_transport.py), against
+"""The UDP transport towards upstreams in this process (resolver/forward/transport.py), against
 the fault server on loopback: replies matched to their queries, sockets rotated to new ports."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import asyncio
 
 import dns.message
 
-from resolver import wire
-from resolver.config import HostPort
-from resolver.upstream_transport import UpstreamUDP
+from resolver.config.settings import HostPort
+from resolver.dns import wire
+from resolver.forward.transport import UpstreamUDP
 from tests.support.upstream import Behaviour, FaultServer
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from resolver import config as config_module
-from resolver.config import Config, ConfigError, ForwardZone, HostPort, parse_forward_zone
-from resolver.upstream_health import UpstreamHealth
-from resolver.upstreams import (
+from resolver.config import settings as config_module
+from resolver.config.settings import Config, ConfigError, ForwardZone, HostPort, parse_forward_zone
+from resolver.forward.health import UpstreamHealth
+from resolver.forward.upstreams import (
     UpstreamSource,
     build_table,
     parse_resolv_conf,

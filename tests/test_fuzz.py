@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from discovery.model import Record, SourcePart
-from discovery.registry import Registry
-from resolver.handler import AnswerSettings, QueryHandler
+from discovery.registry.model import Record, SourcePart
+from discovery.registry.registry import Registry
+from resolver.answer.handler import AnswerSettings, QueryHandler
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.net import addresses, ask
 

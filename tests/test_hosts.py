@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from discovery.hosts import parse_hosts
+from discovery.hosts.source import parse_hosts
 
 
 def test_every_name_on_a_line_is_an_alias_of_the_first() -> None:

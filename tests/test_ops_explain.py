@@ -11,9 +11,9 @@ from pathlib import Path
 import dns.exception
 import pytest
 
-from discovery.model import Client, Network, Record, Snapshot, SourcePart
-from resolver import config as config_module
-from resolver.explain import explain
+from discovery.registry.model import Client, Network, Record, Snapshot, SourcePart
+from resolver.config import settings as config_module
+from resolver.ops.explain import explain
 from tests.support.net import ask, free_port
 from tests.test_ops_config import run
 

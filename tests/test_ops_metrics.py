@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from discovery.model import Record, Snapshot, SourcePart
-from resolver.http import HTTPServer, Response
-from resolver.metrics import Metrics, names_per_source
-from resolver.stats import SOURCE_LOCAL, DurationHistogram, QueryStats
+from discovery.registry.model import Record, Snapshot, SourcePart
+from resolver.ops.http import HTTPServer, Response
+from resolver.ops.metrics import Metrics, names_per_source
+from resolver.ops.stats import SOURCE_LOCAL, DurationHistogram, QueryStats
 from tests.support.daemon import REPO, command, dockdns, http_get
 from tests.support.net import addresses, ask, free_port
 from tests.support.scrape import scrape, value

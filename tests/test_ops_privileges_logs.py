@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from resolver.logs import RateLimitedLog
+from resolver.ops.logs import RateLimitedLog
 from tests.support.daemon import dockdns, http_get
 from tests.support.net import ask
 from tests.test_ops_signals import wait_for

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from discovery.model import Client, Network, Record, SourcePart
-from resolver import config as config_module
-from resolver.daemon import Daemon
+from discovery.registry.model import Client, Network, Record, SourcePart
+from resolver.config import settings as config_module
+from resolver.daemon.lifecycle import Daemon
 from tests.support.daemon import dockdns
 from tests.support.net import addresses, ask, free_port
 
@@ -114,7 +114,7 @@ def test_systemd_notify_ready_watchdog_stopping(tmp_path: Path, hosts_file: str)
 
 
 def test_watchdog_for_another_pid_is_not_ours(tmp_path: Path) -> None:
-    from resolver.notify import Notifier
+    from resolver.ops.notify import Notifier
 
     notify, notify_path = _notify_socket(tmp_path)
     other = Notifier.from_environment({"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "1000",

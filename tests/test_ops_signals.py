@@ -20,13 +20,13 @@ import dns.query
 import pytest
 from dnslib import RR, DNSRecord
 
-from resolver import config as config_module
-from resolver import wire
-from resolver.config import Config, HostPort
-from resolver.daemon import Daemon
-from resolver.handler import ForwardedReply
-from resolver.stats import SOURCE_FORWARD
-from resolver.views import View
+from resolver.answer.handler import ForwardedReply
+from resolver.answer.views import View
+from resolver.config import settings as config_module
+from resolver.config.settings import Config, HostPort
+from resolver.daemon.lifecycle import Daemon
+from resolver.dns import wire
+from resolver.ops.stats import SOURCE_FORWARD
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.net import addresses, ask, free_port, recv_framed
 from tests.support.upstream import FaultServer
@@ -235,7 +235,7 @@ def test_sigterm_under_load_loses_no_answered_query(hosts_file: str) -> None:
 
 
 class SlowForwarder:
-    """A ``Forwarder`` (resolver/handler.py) that takes 0.3 s per query, standing in for the
+    """A ``Forwarder`` (resolver/answer/handler.py) that takes 0.3 s per query, standing in for the
     forwarder branch here: it keeps full-path queries in flight when the stop comes."""
 
     def __init__(self) -> None:

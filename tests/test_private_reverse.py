@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resolver.private_reverse import is_private_reverse
+from resolver.dns.reverse import is_private_reverse
 
 
 def labels(name: str) -> tuple[bytes, ...]:

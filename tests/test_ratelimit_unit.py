@@ -5,7 +5,7 @@ from __future__ import annotations
 import dns.flags
 import dns.message
 
-from resolver.ratelimit import ALLOW, DROP, SLIP, RateLimiter, slip_reply
+from resolver.serve.ratelimit import ALLOW, DROP, SLIP, RateLimiter, slip_reply
 
 
 def test_burst_then_slip_and_drop_then_refill() -> None:

@@ -11,8 +11,8 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discovery.hosts import parse_hosts
-from discovery.model import NameSet, Record, Snapshot, SourcePart
+from discovery.hosts.source import parse_hosts
+from discovery.registry.model import NameSet, Record, Snapshot, SourcePart
 
 
 def plain_parse_hosts(text: str, origin: str) -> tuple[list[Record], list[str]]:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from resolver import cli
-from resolver import config as config_module
-from resolver.config import ConfigError, HostPort
+from resolver.config import settings as config_module
+from resolver.config.settings import ConfigError, HostPort
+from resolver.daemon import cli
 
 STACK = Path(__file__).resolve().parents[1] / "deploy" / "swarm-stack.yml"
 MANAGERS = "tcp://manager1.example:2376,tcp://manager2.example:2376"

@@ -20,7 +20,7 @@ import dns.query
 import dns.rcode
 import dns.rrset
 
-from resolver.tcp import MAX_CONNECTIONS_PER_CLIENT, MAX_PIPELINED
+from resolver.serve.tcp import MAX_CONNECTIONS_PER_CLIENT, MAX_PIPELINED
 from tests.support.daemon import dockdns
 from tests.support.net import addresses, ask, free_port, recv_framed
 from tests.support.netns import namespace

@@ -16,14 +16,14 @@ from typing import Any
 import dns.message
 import pytest
 
-from discovery.model import Record, SourcePart
-from discovery.registry import Registry
-from resolver import udp_socket
-from resolver.config import HostPort
-from resolver.handler import AnswerSettings, QueryHandler
-from resolver.ratelimit import RateLimiter
-from resolver.sockets import bind_udp
-from resolver.udp_socket import SocketSender, UDPSocketListener
+from discovery.registry.model import Record, SourcePart
+from discovery.registry.registry import Registry
+from resolver.answer.handler import AnswerSettings, QueryHandler
+from resolver.config.settings import HostPort
+from resolver.serve import udp as udp_socket
+from resolver.serve.ratelimit import RateLimiter
+from resolver.serve.sockets import bind_udp
+from resolver.serve.udp import SocketSender, UDPSocketListener
 from tests.support.netns import namespace
 
 

@@ -11,7 +11,7 @@ import dns.opcode
 import dns.rcode
 import pytest
 
-from resolver import wire
+from resolver.dns import wire
 
 
 def make(name: str = "Web1.Example", rdtype: str = "A", **kwargs: object) -> bytes:

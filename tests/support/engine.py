@@ -41,7 +41,7 @@ import docker
 import docker.errors
 import pytest
 
-from discovery.engine_socket import DEFAULT_ENGINE, check_unix_socket
+from discovery.docker.engine_socket import DEFAULT_ENGINE, check_unix_socket
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 IMAGE = "dockdns-test:busybox"

@@ -6,8 +6,8 @@ import dns.message
 import dns.rcode
 import dns.rrset
 
-from resolver import wire
-from resolver.message import upstream_query
+from resolver.dns import wire
+from resolver.dns.upstream_message import upstream_query
 
 
 def client_query(name: str = "www.example.test", rdtype: str = "A", qid: int = 4321,

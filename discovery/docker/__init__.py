@@ -1,0 +1,1 @@
+"""A Docker (or Podman) engine as a registry source: inspect data, events, the engine socket."""

@@ -1,0 +1,1 @@
+"""Hosts files (/etc/hosts format) as a registry source."""

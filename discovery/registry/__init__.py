@@ -1,0 +1,3 @@
+"""The registry model (networks, records, clients), the registry that merges sources, the Source
+protocol.
+"""

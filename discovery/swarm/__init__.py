@@ -1,0 +1,1 @@
+"""Swarm services and tasks as a registry source."""

@@ -1,0 +1,211 @@
+"""From query bytes to reply bytes: the memo fast path and the full path behind it.
+
+``answer_fast`` is the hot path: the client's view, then the ready-made reply for exactly these
+query bytes (everything after the ID), then the ID patched in. Everything else (parsing, the
+registry, the forwarder, error replies) happens in ``answer_full`` on a miss, which also fills the
+memo. Both are shared by the UDP and the TCP listener.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from discovery.registry.model import IPNetwork, Snapshot
+from discovery.registry.registry import Registry
+from resolver.answer.local import LocalAnswer, answer_local
+from resolver.answer.views import RENEWAL_OVERHEAD, Renewal, View, ViewTable
+from resolver.dns import wire
+from resolver.ops.stats import SOURCE_ERROR, SOURCE_LOCAL, DurationHistogram, QueryStats
+
+log = logging.getLogger("dockdns.handler")
+
+NEVER_EXPIRES = math.inf
+# How many orders of a multi-address answer are prebuilt; the memo cycles through them, so each
+# response comes in another order without shuffling per query.
+ORDERS_PER_ANSWER = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedReply:
+    """What the forwarder gives back for one client."""
+
+    reply: bytes  # the whole reply, with the client's ID, fitted to the client's size
+    rcode: int
+    source: str  # stats.SOURCE_CACHE or stats.SOURCE_FORWARD
+    # Until when (time.monotonic) the same query bytes may get these reply bytes again, ID aside;
+    # None: never memoize (e.g. a SERVFAIL).
+    memo_until: float | None = None
+    # How the memo makes these bytes right again after memo_until (a cache hit's TTLs ticked).
+    renew: Renewal | None = None
+
+
+# (query packet, reply packet or None, client address, over TCP, seconds taken)
+QueryLog = Callable[[bytes, bytes | None, str, bool, float], None]
+
+
+class Forwarder(Protocol):
+    async def forward(self, query: wire.Query, packet: bytes, tcp: bool,
+                      view: View) -> ForwardedReply: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSettings:
+    ttl: int = 600
+    domain: str | None = None
+    default_bridge_names: bool = False
+    as_container: str | None = None  # sidecar mode: loopback clients see this container's view
+    allow: tuple[IPNetwork, ...] = ()
+
+
+def answer_orders(answers: Sequence[bytes], shuffle: bool) -> list[Sequence[bytes]]:
+    """The orders replies cycle through: each address leads in turn, the rest shuffled."""
+    if not shuffle or len(answers) < 2:
+        return [answers]
+    base = list(answers)
+    random.shuffle(base)
+    orders: list[Sequence[bytes]] = []
+    for index in range(min(len(base), ORDERS_PER_ANSWER)):
+        rest = base[:index] + base[index + 1 :]
+        random.shuffle(rest)
+        orders.append([base[index], *rest])
+    return orders
+
+
+class QueryHandler:
+    def __init__(self, registry: Registry, settings: AnswerSettings,
+                 forwarder: Forwarder | None = None, stats: QueryStats | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.forwarder = forwarder
+        self.stats = stats or QueryStats()
+        self.durations = DurationHistogram()
+        # Called after every full-path answer when --log-queries is on
+        # (see resolver/ops/querylog.py).
+        self.query_log: QueryLog | None = None
+        self.clock = clock  # the UDP socket listener's inlined fast path reads it too
+        self.views = self._views_for(registry.snapshot)
+        registry.subscribe(self.on_snapshot)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.views.snapshot
+
+    def _views_for(self, snapshot: Snapshot) -> ViewTable:
+        return ViewTable(snapshot, self.settings.default_bridge_names, self.settings.allow,
+                         self.settings.as_container)
+
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        # A new view table drops every memoized answer with the old views: nothing answered
+        # from here on can come from the previous snapshot.
+        self.views = self._views_for(snapshot)
+
+    def reconfigure(self, settings: AnswerSettings) -> None:
+        self.settings = settings
+        self.on_snapshot(self.views.snapshot)
+
+    def answer_fast(self, packet: bytes, client: str, tcp: bool) -> bytes | None:
+        """The memoized reply for ``packet``, or None when the full path must run."""
+        view = self.views.by_client.get(client)
+        if view is None:
+            return None
+        entry = (view.memo_tcp if tcp else view.memo_udp).get(packet[2:])
+        if entry is None:
+            return None
+        until = entry[0]
+        if until is not NEVER_EXPIRES:  # local answers never expire
+            now = self.clock()
+            if until <= now:
+                entry = view.renewed(packet[2:], entry, tcp, now)
+                if entry is None:
+                    return None
+        self.stats.counts[entry[2]] += 1
+        return packet[:2] + next(entry[1])
+
+    async def answer_full(self, packet: bytes, client: str, tcp: bool) -> bytes | None:
+        """Parse, answer from the registry or the forwarder, and memoize what may be reused."""
+        try:
+            query = wire.parse_query(packet)
+        except wire.DropQuery:
+            self.stats.dropped += 1
+            return None
+        except wire.QueryError as err:
+            qtype = err.query.qtype if err.query else 0
+            self.stats.count(qtype, err.rcode, SOURCE_ERROR)
+            return wire.error_reply(err.query, packet, err.rcode)
+
+        view = self.views.for_client(client)
+        if view.refused:
+            slot = self.stats.slot(query.qtype, wire.REFUSED, SOURCE_ERROR)
+            self.stats.counts[slot] += 1
+            refused = wire.error_reply(query, packet, wire.REFUSED)
+            if query.memoizable:
+                view.remember(packet[2:],
+                              (NEVER_EXPIRES, itertools.repeat(refused[2:]), slot, None),
+                              tcp, len(refused))
+            return refused
+        max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
+        local = answer_local(self.views.snapshot, view.networks, query,
+                             self.settings.ttl, self.settings.domain)
+        if local is not None:
+            return self._reply_local(packet, query, local, view, max_size, tcp)
+        if not view.forward or self.forwarder is None:
+            self.stats.count(query.qtype, wire.SERVFAIL, SOURCE_ERROR)
+            return wire.error_reply(query, packet, wire.SERVFAIL)
+        forwarded = await self.forwarder.forward(query, packet, tcp, view)
+        slot = self.stats.slot(query.qtype, forwarded.rcode, forwarded.source)
+        self.stats.counts[slot] += 1
+        if forwarded.memo_until is not None and query.memoizable:
+            view.remember(packet[2:], (forwarded.memo_until, itertools.repeat(forwarded.reply[2:]),
+                                       self.stats.memo_slot(slot), forwarded.renew),
+                          tcp, len(forwarded.reply) + (RENEWAL_OVERHEAD if forwarded.renew else 0))
+        return forwarded.reply
+
+    def _reply_local(self, packet: bytes, query: wire.Query, local: LocalAnswer, view: View,
+                     max_size: int, tcp: bool) -> bytes:
+        replies = [
+            wire.build_reply(query, local.rcode, list(order), max_size, list(local.additional))
+            for order in answer_orders(local.answers, local.shuffle)
+        ]
+        slot = self.stats.slot(query.qtype, local.rcode, SOURCE_LOCAL)
+        self.stats.counts[slot] += 1
+        if query.memoizable:
+            view.remember(packet[2:], (NEVER_EXPIRES, itertools.cycle([r[2:] for r in replies]),
+                                       self.stats.memo_slot(slot), None), tcp,
+                          sum(len(r) for r in replies))
+        return replies[0]
+
+    async def answer(self, packet: bytes, client: str, tcp: bool) -> bytes | None:
+        """Both paths, and the guarantee that nothing escapes: an internal error is SERVFAIL."""
+        reply = self.answer_fast(packet, client, tcp)
+        if reply is not None:
+            return reply
+        started = time.perf_counter()
+        try:
+            reply = await self.answer_full(packet, client, tcp)
+        except Exception:
+            self.stats.internal_errors += 1
+            log.exception("internal error answering a query from %s", client)
+            reply = servfail_for(packet)
+        elapsed = time.perf_counter() - started
+        self.durations.observe(elapsed)
+        if self.query_log is not None:
+            self.query_log(packet, reply, client, tcp, elapsed)
+        return reply
+
+
+def servfail_for(packet: bytes) -> bytes | None:
+    """SERVFAIL with whatever of the query parses; None if it does not even have a header."""
+    if len(packet) < wire.HEADER.size:
+        return None
+    try:
+        query: wire.Query | None = wire.parse_query(packet)
+    except (wire.DropQuery, wire.QueryError):
+        query = None
+    return wire.error_reply(query, packet, wire.SERVFAIL)

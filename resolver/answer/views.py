@@ -1,0 +1,235 @@
+"""Which part of the registry each client sees, and the memo of ready answers for that view.
+
+A query from a container's address sees only the networks that container is attached to (Docker's
+per-container resolver); any other client (the host, loopback) sees every user-defined network.
+Clients that see the same networks share one ``View``, and so share its memo of ready-made wire
+answers: the hot path is one dictionary lookup for the view and one for the answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from discovery.registry.model import SCOPE_SWARM, Client, IPNetwork, Network, Snapshot
+from resolver.dns.addresses import is_local_address, is_loopback
+from resolver.ops.logs import RateLimitedLog
+
+log = logging.getLogger("dockdns.views")
+limited = RateLimitedLog(log)
+
+# Makes a memo entry's reply right again once the time it was valid until has passed (a cached
+# answer's TTLs ticked down a second): for ``now``, (valid until, the reply minus its ID), or None
+# when the answer may not be given from the memo any more (it expired).
+Renewal = Callable[[float], tuple[float, bytes] | None]
+# A memo entry: (monotonic time it stays valid until, the next wire reply minus its ID, the slot
+# in QueryStats it is counted under, and how to renew it when it is past its time, if it can be).
+MemoEntry = tuple[float, Iterator[bytes], int, Renewal | None]
+
+# The memo holds one entry per distinct query (bytes after the ID) per view and transport.
+# Well-behaved clients ask a few thousand distinct questions; the cap only bounds a flood of
+# unique names, after which the memo simply starts again (a rebuild costs one full-path answer
+# per name). 100,000 entries of a typical answer take ~35 MB (measured: ~350 bytes an entry).
+MEMO_LIMIT = 100_000
+# The same memo's bytes: keys and replies (every prebuilt order) plus ENTRY_OVERHEAD each. The
+# entry cap alone would let large answers (up to 64 KiB over TCP, from an upstream a client
+# picks by the names it asks) multiply ~35 MB two-hundredfold; this keeps a full memo of any
+# answers near the size a full memo of typical ones has.
+MEMO_BYTES = 32 << 20
+# What an entry costs beyond its key's and replies' bytes: two bytes headers, the entry tuple,
+# the reply iterator and the dict slot (measured ~230 bytes with CPython 3.11).
+ENTRY_OVERHEAD = 230
+# What a renewable entry (a cached answer) costs beyond that: the renewal closure and the parsed
+# query it keeps to render the reply again (measured ~800 bytes with CPython 3.11).
+RENEWAL_OVERHEAD = 800
+# Distinct client addresses whose view is remembered per snapshot (one dict entry, ~150 bytes,
+# each): 65,536 covers a /16 of containers, and past it the table starts again, so a flood from
+# spoofed sources costs lookups (one ACL check per new address), never memory.
+CLIENT_LIMIT = 65_536
+
+
+@dataclass(eq=False, slots=True)
+class View:
+    networks: tuple[str, ...]  # in the order names are looked up
+    forward: bool  # whether names outside the registry may be forwarded
+    refused: bool = False
+    container: str = ""  # the container this view belongs to, for logs and `dockdns check`
+    memo_udp: dict[bytes, MemoEntry] = field(default_factory=dict)
+    memo_tcp: dict[bytes, MemoEntry] = field(default_factory=dict)
+    # What each memo holds, as counted by ``remember`` against MEMO_BYTES. An entry replaced
+    # under the same key (a forwarded answer memoized again once its TTL ticked) is counted
+    # again: the count only errs high, so the memo at worst starts again a little early.
+    memo_udp_bytes: int = 0
+    memo_tcp_bytes: int = 0
+
+    def remember(self, key: bytes, entry: MemoEntry, tcp: bool, size: int) -> None:
+        """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies.
+        Called on the full path only: the memo hit path reads the dicts and nothing else."""
+        memo = self.memo_tcp if tcp else self.memo_udp
+        used = (self.memo_tcp_bytes if tcp else self.memo_udp_bytes) + len(key) + size \
+            + ENTRY_OVERHEAD
+        if len(memo) >= MEMO_LIMIT or used > MEMO_BYTES:
+            limited.log(logging.DEBUG, "memo full (%d entries, %d bytes); starting it again",
+                        len(memo), used)
+            memo.clear()
+            used = len(key) + size + ENTRY_OVERHEAD
+        memo[key] = entry
+        if tcp:
+            self.memo_tcp_bytes = used
+        else:
+            self.memo_udp_bytes = used
+
+    def renewed(self, key: bytes, entry: MemoEntry, tcp: bool, now: float) -> MemoEntry | None:
+        """``entry`` (found under ``key``, past its time) made right for ``now`` and kept in its
+        place, or None when it cannot be renewed and the full path must answer.
+
+        Cached answers go past their time every second, when their TTLs tick: renewing re-renders
+        the reply from the cache entry it came from, which costs a fraction of the full path
+        (no parse, no task, no cache lookup), so a name asked all the time stays a memo hit. The
+        reply keeps its size, so the memo's byte count stands."""
+        renew = entry[3]
+        if renew is None:
+            return None
+        renewal = renew(now)
+        if renewal is None:
+            return None
+        until, reply = renewal
+        entry = (until, itertools.repeat(reply), entry[2], renew)
+        (self.memo_tcp if tcp else self.memo_udp)[key] = entry
+        return entry
+
+
+def lookup_order(networks: list[Network]) -> tuple[str, ...]:
+    """Docker's order: Swarm-scoped networks first, then the rest; within each, internal
+    networks after the others (libnetwork sorts a sandbox's endpoints that way, since an internal
+    network cannot be the gateway), then by name."""
+    ordered = sorted(networks, key=lambda n: (n.scope != SCOPE_SWARM, n.internal, n.name))
+    return tuple(n.name for n in ordered)
+
+
+class ViewTable:
+    """Views for one snapshot; a new table is made whenever the snapshot changes."""
+
+    def __init__(self, snapshot: Snapshot, default_bridge_names: bool = False,
+                 allow: Sequence[IPNetwork] = (), as_container: str | None = None) -> None:
+        self.snapshot = snapshot
+        self._default_bridge_names = default_bridge_names
+        self.by_client: dict[str, View] = {}
+        self._interned: dict[tuple[tuple[str, ...], bool, bool], View] = {}
+        visible = [n for n in snapshot.networks.values() if self._names_visible(n)]
+        self.host_view = self._intern(lookup_order(visible), forward=True)
+        self.refused_view = self._intern((), forward=False, refused=True)
+        # Who may ask at all: the subnets of every known network (containers, also on the
+        # default bridge, use dockdns for forwarding) and what the operator added.
+        self._allowed = tuple(allow) + tuple(
+            subnet for network in snapshot.networks.values() for subnet in network.subnets)
+
+        # Sidecar mode: loopback clients get the view of this container (resolved once per
+        # snapshot, since a new snapshot makes a new table).
+        self.as_container = as_container
+        self.sidecar_view: View | None = None
+        self.sidecar_found = False
+        if as_container is not None:
+            self.sidecar_view = self._sidecar_view(as_container)
+
+    def allowed(self, address: str) -> bool:
+        """Loopback, container addresses, known network subnets and --allow: never an open
+        resolver on a public interface by accident."""
+        if address in self.snapshot.clients:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback or any(ip in network for network in self._allowed):
+            return True
+        # The host itself, whatever address the kernel picked as the source (a query from the
+        # host to a bridge gateway may leave from the primary interface's address).
+        return is_local_address(str(ip))
+
+    def _names_visible(self, network: Network) -> bool:
+        return self._default_bridge_names or not network.default_bridge
+
+    def _intern(self, networks: tuple[str, ...], forward: bool, refused: bool = False,
+                container: str = "") -> View:
+        key = (networks, forward, refused)
+        view = self._interned.get(key)
+        if view is None:
+            view = View(networks, forward, refused, container)
+            self._interned[key] = view
+        return view
+
+    def for_client(self, address: str) -> View:
+        view = self.by_client.get(address)
+        if view is None:
+            view = self._resolve(address)
+            if len(self.by_client) >= CLIENT_LIMIT:
+                self.by_client.clear()
+            self.by_client[address] = view
+        return view
+
+    def _resolve(self, address: str) -> View:
+        if not self.allowed(address):
+            return self.refused_view
+        if self.sidecar_view is not None and is_loopback(address):
+            return self.sidecar_view
+        client = self.snapshot.clients.get(address)
+        if client is None:
+            return self.host_view
+        return self._client_view(client)
+
+    def _sidecar_view(self, reference: str) -> View:
+        clients = find_container_clients(self.snapshot, reference)
+        if not clients:
+            # Not (yet) known: see no network at all rather than every network, so that a sidecar
+            # never shows its app names the app could not resolve through Docker itself.
+            return self._intern((), forward=True, container=reference)
+        self.sidecar_found = True
+        networks = tuple(dict.fromkeys(n for c in clients for n in c.networks))
+        return self._client_view(Client(clients[0].address, networks, clients[0].container))
+
+    def _client_view(self, client: Client) -> View:
+        attached = [self.snapshot.networks[n] for n in client.networks
+                    if n in self.snapshot.networks]
+        visible = [n for n in attached if self._names_visible(n)]
+        # Docker's CVE-2024-29018 rule: a container only on internal networks must not reach
+        # the outside world through its resolver.
+        forward = not attached or not all(n.internal for n in attached)
+        return self._intern(lookup_order(visible), forward, container=client.container)
+
+
+def _same_container(reference: str, container: str) -> bool:
+    """A name matches exactly; an ID (12+ hex digits) matches as a prefix, as Docker's CLI does."""
+    container = container.lstrip("/").lower()
+    if not container:
+        return False
+    if reference == container:
+        return True
+    is_id = len(reference) >= 12 and all(c in "0123456789abcdef" for c in reference)
+    return is_id and (container.startswith(reference) or reference.startswith(container))
+
+
+def find_container_clients(snapshot: Snapshot, reference: str) -> list[Client]:
+    """The registry's Client entries (one per address) of the container named or ID'd so.
+
+    A Client names its container (``Client.container``: the Docker source puts the name or ID
+    there); failing that, a container's own records carry its name and short ID as names (as
+    Docker's do), and their addresses lead to its Client entries.
+    """
+    reference = reference.lstrip("/").lower()
+    found = [c for c in snapshot.clients.values() if _same_container(reference, c.container)]
+    if found:
+        return found
+    short = reference[:12]
+    addresses = {
+        address
+        for record in snapshot.records
+        if record.network is not None and (reference in record.names or short in record.names)
+        for address in record.ipv4 + record.ipv6
+    }
+    return [snapshot.clients[a] for a in sorted(addresses) if a in snapshot.clients]

@@ -1,0 +1,339 @@
+"""The daemon's life: start the sources and listeners, serve until told to stop, then drain.
+
+Phases as in uvicorn: ``startup()`` binds everything (a failure there is reported and nothing is
+left half-open), ``serve()`` waits for a signal, ``shutdown()`` stops taking queries first, gives
+in-flight queries up to ``DRAIN_SECONDS`` to finish, then cancels what is left. SIGHUP re-reads
+the config and applies what can change without a restart (``resolver/config/reload.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import gc
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from discovery.registry.registry import Registry
+from resolver.answer.handler import AnswerSettings, QueryHandler
+from resolver.config import reload
+from resolver.config.settings import Config, ConfigError, HostPort
+from resolver.daemon.sources import Source, build_sources, docker_metrics, readiness
+from resolver.forward.forwarder import CacheCounters, UpstreamForwarder
+from resolver.ops.health import Health, SidecarCheck
+from resolver.ops.http import HTTPServer, Response
+from resolver.ops.logs import configure
+from resolver.ops.metrics import Metrics
+from resolver.ops.notify import Notifier
+from resolver.ops.privileges import PrivilegeError, drop_to
+from resolver.ops.querylog import log_query
+from resolver.serve.ratelimit import RateLimiter
+from resolver.serve.sockets import bind_tcp, bind_udp
+from resolver.serve.tcp import TCPServerState
+from resolver.serve.udp import UDPSocketListener
+
+log = logging.getLogger("dockdns")
+
+# How long in-flight queries may take to finish once a stop was asked for.
+DRAIN_SECONDS = 2.0
+# How long startup waits for the Docker engines' first listing before it serves anyway, so that
+# container names answer from the first query when the engine is there, and an unreachable or
+# slow engine delays nothing much.
+FIRST_SYNC_SECONDS = 5.0
+
+# Called with the new config after SIGHUP; the forwarder registers one to take new upstreams,
+# zones and cache settings.
+ReconfigureHook = Callable[[Config], None]
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is the one line the operator sees."""
+
+
+def answer_settings(config: Config) -> AnswerSettings:
+    return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow,
+                          as_container=config.as_container,
+                          default_bridge_names=config.default_bridge_names)
+
+
+def bind_problem(address: HostPort, err: OSError, what: str = "listen") -> str:
+    flag = "--listen" if what == "listen" else "--metrics-listen (or --no-metrics)"
+    if err.errno == errno.EACCES:
+        return (f"cannot listen on {address}: permission denied (ports below 1024 need root or "
+                f"CAP_NET_BIND_SERVICE); choose another address, e.g. --listen 127.0.0.1:5353")
+    if err.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {address}: the address is already in use; stop the other "
+                f"server or choose another with {flag}")
+    if err.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {address}: no interface has that address; choose another "
+                f"with {flag}")
+    return f"cannot listen on {address}: {err.strerror or err}"
+
+
+class Daemon:
+    def __init__(self, config: Config, reread: Callable[[], Config] | None = None,
+                 worker: int = 0) -> None:
+        """``reread`` builds the config again from the same file, environment and flags."""
+        self.config = config
+        self.reread = reread
+        # Which of --workers N this process is (0 when alone): what there must be only one of,
+        # such as the metrics listener, belongs to worker 0.
+        self.worker = worker
+        self.registry = Registry()
+        self.forwarder = UpstreamForwarder(config)
+        self.handler = QueryHandler(self.registry, answer_settings(config),
+                                    forwarder=self.forwarder)
+        if config.log_queries:
+            self.handler.query_log = log_query
+        self.sources: list[Source] = build_sources(config, self.registry)
+        self.udp_listeners: list[UDPSocketListener] = []
+        # One limiter for every UDP address this process serves: a client's rate is its own,
+        # whichever address it asks.
+        self.limiter = RateLimiter(config.rate_limit) if config.rate_limit > 0 else None
+        self.tcp_servers: list[asyncio.Server] = []
+        self.tcp_state = TCPServerState(self.handler, config.tcp_idle_timeout, config.tcp_max)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = asyncio.Event()
+        self._signals = 0
+        self.health = Health()
+        for check in readiness(self.sources):
+            self.health.add_check(check)
+        if config.as_container is not None:
+            self.health.add_check(SidecarCheck(config.as_container,
+                                               lambda: self.handler.views.sidecar_found))
+        self.metrics = Metrics(self.handler.stats, self.handler.durations,
+                               lambda: self.registry.snapshot)
+        for engine in docker_metrics(self.sources):
+            self.metrics.collector.attach_docker(engine)
+        self.metrics.collector.attach_upstreams(self.forwarder)
+        self.metrics.collector.attach_cache(CacheCounters(self.forwarder, self.handler.stats))
+        self.http: HTTPServer | None = None
+        self.reconfigure_hooks: list[ReconfigureHook] = [self.forwarder.reconfigure]
+        # systemd hears one process: worker 0 (as for the health endpoints), on behalf of the
+        # supervisor systemd started when there are several.
+        self.notifier = (Notifier.from_environment(
+            main_pid=os.getppid() if config.workers > 1 else None) if worker == 0
+            else Notifier(None))
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start a background task; every one is kept so that shutdown can cancel and await it."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def startup(self) -> None:
+        for source in self.sources:
+            await source.start()
+        self.forwarder.start()
+        self.spawn(self.forwarder.run(), "forwarder")
+        for source in self.sources:
+            self.spawn(source.run(), f"source-{source.name}")
+        await self._first_sync()
+        # What exists now is either there for good (modules) or acyclic (the registry, possibly
+        # 100,000 names, freed by reference counting once replaced): the cyclic collector need
+        # never scan it again, which spares the loop pauses of ~80 ms.
+        gc.freeze()
+        try:
+            await self._bind()
+            await self._serve_http()
+            if self.config.user is not None:
+                user = drop_to(self.config.user)
+                log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
+        except (StartupError, PrivilegeError) as err:
+            await self._close_listeners()
+            for source in self.sources:
+                source.close()
+            for task in list(self.tasks):
+                task.cancel()
+            await self.forwarder.close()
+            raise StartupError(str(err)) from None
+        self.health.listening = True
+        self.forwarder.source.describe()
+        names = ", ".join(str(a) for a in self.config.listen)
+        log.info("dockdns serving on %s (UDP and TCP), %d names in the registry", names,
+                 self.registry.snapshot.name_count())
+        if self.notifier.enabled:
+            self.spawn(self._notify_ready(), "notify-ready")
+            self.spawn(self.notifier.watchdog(), "watchdog")
+
+    async def _notify_ready(self) -> None:
+        # After the first Docker sync when there is a Docker source: that is what readiness waits
+        # for, so systemd starts dependants only once container names resolve.
+        await self.health.wait_ready()
+        self.notifier.send(READY="1", STATUS="serving", MAINPID=str(self.notifier.main_pid))
+
+    async def _first_sync(self) -> None:
+        """Give remote sources (Docker engines, Swarm managers) a bounded wait for their first
+        sync, all at once, so that the first queries are answered from a full registry; an
+        unreachable engine does not keep the daemon from serving."""
+        waits = [source.first_sync() for source in self.sources]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits), FIRST_SYNC_SECONDS)
+
+    async def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        # With --workers N every worker binds the same addresses, and the kernel spreads queries
+        # and connections over them.
+        reuse_port = self.config.workers > 1
+        for address in self.config.listen:
+            try:
+                udp_socket = bind_udp(address, reuse_port)
+                tcp_socket = bind_tcp(address, reuse_port)
+            except OSError as err:
+                raise StartupError(bind_problem(address, err)) from None
+            self.udp_listeners.append(
+                UDPSocketListener(self.handler, udp_socket, loop, self.limiter))
+            server = await loop.create_server(self.tcp_state.protocol, sock=tcp_socket)
+            self.tcp_servers.append(server)
+
+    async def _serve_http(self) -> None:
+        # With --workers N only the first worker serves metrics and health (one port, one
+        # listener); its counters are its own share of the queries.
+        if not self.config.metrics or self.worker != 0:
+            return
+        self.http = HTTPServer({"/metrics": self._metrics_page, "/healthz": self._healthz,
+                                "/readyz": self._readyz})
+        address = self.config.metrics_listen
+        try:
+            await self.http.start(address.host, address.port)
+        except OSError as err:
+            raise StartupError(bind_problem(address, err, "metrics")) from None
+
+    def _metrics_page(self, headers: dict[str, str]) -> Response:
+        body, content_type = self.metrics.exposition(headers.get("accept", ""))
+        return Response(200, body, content_type)
+
+    def _healthz(self, headers: dict[str, str]) -> Response:
+        alive, reason = self.health.live()
+        return Response(200 if alive else 503, reason.encode() + b"\n")
+
+    def _readyz(self, headers: dict[str, str]) -> Response:
+        ready, reason = self.health.ready()
+        return Response(200 if ready else 503, reason.encode() + b"\n")
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1 and sig == signal.SIGINT:
+            log.warning("second interrupt: exiting at once")
+            os._exit(1)
+        log.info("received %s, shutting down", sig.name)
+        self.stopping.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; apply it unless it is invalid (then keep the old one)."""
+        if self.reread is None:
+            log.warning("received SIGHUP, but this daemon has no config to re-read")
+            return
+        try:
+            new = self.reread()
+        except ConfigError as err:
+            log.error("received SIGHUP; config not reloaded, still running the old one: %s", err)
+            return
+        self.notifier.send(RELOADING="1")
+        self.apply(new)
+        self.notifier.send(READY="1", STATUS="serving")
+
+    def apply(self, new: Config) -> None:
+        """Switch the running daemon to ``new``, as far as it can change without a restart."""
+        merged, applied, kept = reload.merge(self.config, new)
+        self.config = merged
+        if kept:
+            log.warning("config reloaded; %s changed but only a restart applies that",
+                        ", ".join(kept))
+        if {"log_level", "log_format"} & set(applied):
+            configure(merged.log_level, merged.log_format == "json")
+        self.handler.query_log = log_query if merged.log_queries else None
+        # Memoized answers depend on these; forwarding settings too (a private reverse zone newly
+        # routed upstream must stop getting the memoized local NXDOMAIN).
+        if {"ttl", "domain", "as_container", "allow", "default_bridge_names", "upstreams",
+                "forward_zones", "bogus_priv"} & set(applied):
+            # Swaps the views in one assignment: queries keep being answered, from new memos.
+            self.handler.reconfigure(answer_settings(merged))
+        self.tcp_state.max_connections = merged.tcp_max
+        self.tcp_state.idle_timeout = merged.tcp_idle_timeout
+        for source in self.sources:
+            source.reconfigure(merged)
+        for hook in self.reconfigure_hooks:
+            hook(merged)
+        log.info("config reloaded%s", f"; changed: {', '.join(applied)}" if applied else
+                 ", nothing changed")
+
+    async def serve(self) -> None:
+        await self.startup()
+        self.install_signal_handlers()
+        await self.stopping.wait()
+        await self.shutdown()
+
+    async def _close_listeners(self) -> None:
+        for server in self.tcp_servers:
+            server.close()
+        for listener in self.udp_listeners:
+            listener.close()
+        for server in self.tcp_servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        if self.http is not None:
+            await self.http.close()
+
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        pending: set[asyncio.Task[None]] = set()
+        for listener in self.udp_listeners:
+            pending |= listener.pending
+        for connection in self.tcp_state.connections:
+            pending |= connection.pending
+        return pending
+
+    async def shutdown(self) -> None:
+        self.health.stopping = True
+        self.notifier.send(STOPPING="1", STATUS="draining")
+        # Stop taking queries first, so nothing new arrives while in-flight queries finish; the
+        # sockets stay open so that those can still send their replies.
+        for server in self.tcp_servers:
+            server.close()
+        for listener in self.udp_listeners:
+            listener.stop_reading()
+        for connection in list(self.tcp_state.connections):
+            connection.stop_reading()
+        in_flight = self.in_flight()
+        if in_flight:
+            _, left = await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
+            log.info("drained in-flight queries: %d cancelled after %.0f s", len(left),
+                     DRAIN_SECONDS)
+            for task in left:
+                task.cancel()
+        else:
+            log.info("drained in-flight queries: 0 cancelled (none were in flight)")
+        for listener in self.udp_listeners:
+            listener.close()
+        for connection in list(self.tcp_state.connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        if self.http is not None:
+            await self.http.close()
+        for source in self.sources:
+            source.close()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=DRAIN_SECONDS)
+        await self.forwarder.close()
+        self.notifier.close()
+        stats = self.handler.stats
+        log.info("dockdns stopped; answered %d queries (%d from the memo), dropped %d",
+                 stats.answered(), stats.memo_hits(), stats.dropped)

@@ -1,0 +1,3 @@
+"""Forwarding: the private-reverse, cache and forward stages, the upstream table, pool health and
+transport.
+"""

@@ -1,0 +1,254 @@
+"""Talking to upstreams: UDP from a pool of long-lived sockets, TCP one connection per query.
+
+Every UDP query gets a random ID and goes out from a randomly chosen socket of the pool, each
+bound to its own kernel-chosen port. A socket is retired after ``ROTATE_AFTER`` queries and a fresh
+one (on a fresh port) takes its place, so the ports an off-path spoofer would have to learn keep
+changing; the retired one stays open until the replies it waits for are in. A datagram is
+accepted as the reply only if its ID is one we are waiting for on that socket, it comes from the
+address and port that query went to, and it carries the same question; anything else (forged,
+late or garbage) is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncio_dgram
+
+from resolver.config.settings import HostPort
+from resolver.dns.upstream_message import reply_question, same_question
+
+log = logging.getLogger("dockdns.upstream")
+
+# Sockets per address family: each is a source port a spoofer has to hit, on top of the 16-bit
+# ID, and a handful spreads the receive work.
+SOCKETS_PER_FAMILY = 8
+# Queries sent from one socket before it is replaced by one on a new port. A bind per 256
+# upstream queries costs nothing measurable; a port that lives this briefly is hard to aim at.
+ROTATE_AFTER = 256
+# IDs tried before giving up on a socket whose pending table is that full (65536 IDs per socket,
+# far above any --max-inflight share).
+ID_TRIES = 64
+
+
+@dataclass(slots=True)
+class _Waiter:
+    host: str
+    port: int
+    question: bytes
+    future: asyncio.Future[bytes]
+
+
+@dataclass(slots=True)
+class UDPExchange:
+    """One query sent; ``future`` gets the matching reply. ``cancel`` stops waiting for it."""
+
+    future: asyncio.Future[bytes]
+    _socket: _Socket
+    _qid: int
+
+    def cancel(self) -> None:
+        waiter = self._socket.pending.get(self._qid)
+        if waiter is not None and waiter.future is self.future:
+            self._socket.forget(self._qid)
+        if not self.future.done():
+            self.future.cancel()
+
+
+@dataclass(slots=True)
+class TransportStats:
+    udp_sent: int = 0
+    tcp_sent: int = 0
+    ignored: int = 0  # datagrams that matched no outstanding query (forged, late, garbage)
+    rotations: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Socket:
+    stream: Any  # asyncio_dgram.DatagramServer (untyped)
+    stats: TransportStats
+    # Queries sent from this socket and not yet answered or given up: one per attempt of a
+    # resolution in flight, so --max-inflight times the upstreams one question may try, and
+    # never more than the 65,536 IDs (``send`` gives up on a socket that full).
+    pending: dict[int, _Waiter] = field(default_factory=dict)
+    reader: asyncio.Task[None] | None = None
+    sent: int = 0
+    retired: bool = False  # replaced: closes once the replies it waits for are in
+
+    def start(self) -> None:
+        self.reader = asyncio.get_running_loop().create_task(self.read(),
+                                                             name="upstream-udp-reader")
+
+    async def read(self) -> None:
+        while True:
+            try:
+                data, addr = await self.stream.recv()
+            except asyncio_dgram.TransportClosed:
+                return
+            except OSError as err:
+                # ICMP errors from earlier sends (port unreachable): the attempt times out.
+                log.debug("upstream socket error: %s", err)
+                continue
+            self.dispatch(data, addr)
+
+    def dispatch(self, data: bytes, addr: Any) -> None:
+        qid = int.from_bytes(data[:2], "big")
+        waiter = self.pending.get(qid) if len(data) >= 12 else None
+        if waiter is None or addr[0] != waiter.host or addr[1] != waiter.port:
+            self.stats.ignored += 1
+            return
+        question = reply_question(data)
+        if question is None or not same_question(question, waiter.question):
+            self.stats.ignored += 1
+            return
+        self.forget(qid)
+        if not waiter.future.done():
+            waiter.future.set_result(data)
+
+    def forget(self, qid: int) -> None:
+        del self.pending[qid]
+        if self.retired and not self.pending:
+            self.stream.close()  # the reader sees TransportClosed and ends
+
+    def close(self) -> None:
+        self.stream.close()
+        for waiter in self.pending.values():
+            if not waiter.future.done():
+                waiter.future.cancel()
+        self.pending.clear()
+        if self.reader is not None:
+            self.reader.cancel()
+
+
+class UpstreamUDP:
+    def __init__(self, sockets_per_family: int = SOCKETS_PER_FAMILY,
+                 rotate_after: int = ROTATE_AFTER) -> None:
+        self._per_family = sockets_per_family
+        self._rotate_after = rotate_after
+        self._pools: dict[int, list[_Socket]] = {}
+        self._retired: set[_Socket] = set()
+        self._lock = asyncio.Lock()
+        self.stats = TransportStats()
+        self._closed = False
+
+    async def _open(self, family: int) -> _Socket:
+        wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        sock = _Socket(await asyncio_dgram.bind((wildcard, 0)), self.stats)
+        sock.start()
+        return sock
+
+    async def _pool(self, family: int) -> list[_Socket]:
+        pool = self._pools.get(family)
+        if pool is not None:
+            return pool
+        async with self._lock:
+            if self._closed:
+                raise OSError("the upstream sockets are closed")
+            pool = self._pools.get(family)
+            if pool is None:
+                pool = []
+                try:
+                    for _ in range(self._per_family):
+                        pool.append(await self._open(family))
+                except OSError:
+                    await _close_sockets(pool)
+                    raise
+                self._pools[family] = pool
+            return pool
+
+    async def _replace(self, family: int, pool: list[_Socket], old: _Socket) -> _Socket:
+        """Put a socket on a fresh port in ``old``'s place; ``old`` closes once drained."""
+        try:
+            fresh = await self._open(family)
+        except OSError as err:
+            log.warning("cannot open a new upstream socket, keeping the old one: %s", err)
+            old.sent = 0
+            return old
+        if self._closed or old not in pool:
+            # Closed meanwhile, or another query replaced it first.
+            fresh.close()
+            if self._closed:
+                raise OSError("the upstream sockets are closed")
+            return random.choice(pool)
+        pool[pool.index(old)] = fresh
+        self.stats.rotations += 1
+        old.retired = True
+        if old.pending:
+            self._retired.add(old)
+            if old.reader is not None:
+                old.reader.add_done_callback(lambda _: self._retired.discard(old))
+        else:
+            old.close()
+        return fresh
+
+    async def send(self, server: HostPort, message: bytes, question: bytes) -> UDPExchange:
+        """Send ``message`` (its ID is replaced by a fresh random one) to ``server``."""
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        pool = await self._pool(family)
+        sock = random.choice(pool)
+        if sock.sent >= self._rotate_after:
+            sock = await self._replace(family, pool, sock)
+        for _ in range(ID_TRIES):
+            qid = secrets.randbelow(65536)
+            if qid not in sock.pending:
+                break
+        else:
+            raise OSError("no free query ID on the upstream socket")
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        sock.pending[qid] = _Waiter(server.host, server.port, question, future)
+        exchange = UDPExchange(future, sock, qid)
+        try:
+            await sock.stream.send(qid.to_bytes(2, "big") + message[2:],
+                                   (server.host, server.port))
+        except (OSError, asyncio_dgram.TransportClosed) as err:
+            exchange.cancel()
+            raise OSError(f"cannot send to {server}: {err}") from None
+        self.stats.udp_sent += 1
+        sock.sent += 1
+        return exchange
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            sockets = [sock for pool in self._pools.values() for sock in pool]
+            sockets += self._retired
+            self._pools.clear()
+            self._retired.clear()
+        await _close_sockets(sockets)
+
+
+async def _close_sockets(sockets: list[_Socket]) -> None:
+    for sock in sockets:
+        sock.close()
+    readers = [sock.reader for sock in sockets if sock.reader is not None]
+    if readers:
+        await asyncio.wait(readers)
+
+
+async def tcp_exchange(server: HostPort, message: bytes, question: bytes, timeout: float,
+                       stats: TransportStats) -> bytes:
+    """One query over a fresh TCP connection (RFC 7766 framing), with a random ID. The reply must
+    carry our ID and question. Raises OSError, TimeoutError or asyncio.IncompleteReadError."""
+    qid = secrets.randbelow(65536).to_bytes(2, "big")
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        try:
+            stats.tcp_sent += 1
+            payload = qid + message[2:]
+            writer.write(len(payload).to_bytes(2, "big") + payload)
+            await writer.drain()
+            while True:
+                length = int.from_bytes(await reader.readexactly(2), "big")
+                data = await reader.readexactly(length)
+                found = reply_question(data)
+                if data[:2] == qid and found is not None and same_question(found, question):
+                    return data
+                stats.ignored += 1
+        finally:
+            writer.close()

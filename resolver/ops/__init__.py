@@ -1,0 +1,3 @@
+"""Operations: metrics, query counters, HTTP endpoints, health, systemd notify, logs, privileges,
+explain.
+"""

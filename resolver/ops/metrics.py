@@ -1,0 +1,243 @@
+"""Prometheus metrics, all read when the endpoint is scraped and none kept per query.
+
+The query path only bumps plain integers (``resolver/ops/stats.py``); this module turns them into
+metric families in ``collect()``. Parts that other modules own (the forwarder, the cache, the
+Docker source) are read through the small protocols below: an object with a few plain attributes,
+attached once with ``attach_*`` when that part starts. Until something is attached its metrics are
+simply absent from the exposition, which Prometheus handles as "no data".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Protocol, runtime_checkable
+
+from dnslib import QTYPE, RCODE
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from discovery.registry.model import Snapshot
+from resolver.ops.stats import DurationHistogram, QueryStats
+
+# --- what the other parts expose (read at scrape time, from the event loop) ------------------
+
+
+class UpstreamMetrics(Protocol):
+    """The forwarder: requests sent per upstream and how each ended, and how many are pending."""
+
+    @property
+    def requests(self) -> Mapping[tuple[str, str], int]:
+        """(upstream "ADDR:PORT", outcome e.g. "ok", "timeout", "error", "truncated") -> count."""
+        ...
+
+    @property
+    def inflight(self) -> int: ...
+
+
+class CacheMetrics(Protocol):
+    """The forwarder's answer cache."""
+
+    @property
+    def entries(self) -> int: ...
+
+    @property
+    def hits(self) -> int: ...
+
+    @property
+    def misses(self) -> int: ...
+
+
+@runtime_checkable
+class DockerMetrics(Protocol):
+    """One Docker engine the Docker source watches."""
+
+    @property
+    def engine(self) -> str:
+        """The engine's URL, the ``engine`` label."""
+        ...
+
+    @property
+    def events(self) -> int:
+        """Engine events received so far."""
+        ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def last_sync(self) -> float | None:
+        """Unix time of the last completed full sync with the engine; None before the first."""
+        ...
+
+
+# --- label values --------------------------------------------------------------------------
+
+
+def qtype_name(qtype: int) -> str:
+    name = QTYPE.forward.get(qtype)
+    return str(name) if name is not None else f"TYPE{qtype}"
+
+
+def rcode_name(rcode: int) -> str:
+    name = RCODE.forward.get(rcode)
+    return str(name) if name is not None else f"RCODE{rcode}"
+
+
+def names_per_source(snapshot: Snapshot) -> dict[str, int]:
+    """Distinct (network, name) pairs in the registry per source kind ("hosts", "docker", ...)."""
+    counts: dict[str, int] = {}
+    tables = [*snapshot.by_network.values(), snapshot.global_names]
+    for table in tables:
+        for name_set in table.values():
+            for source in {record.source or "unknown" for record in name_set.records}:
+                counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+class DockdnsCollector(Collector):
+    """Every ``dockdns_*`` metric, built from the live objects at each scrape."""
+
+    def __init__(self, stats: QueryStats, durations: DurationHistogram,
+                 snapshot: Callable[[], Snapshot]) -> None:
+        self.stats = stats
+        self.durations = durations
+        self.snapshot = snapshot
+        self.upstreams: list[UpstreamMetrics] = []
+        self.caches: list[CacheMetrics] = []
+        self.engines: list[DockerMetrics] = []
+        self._names: tuple[int, dict[str, int]] = (-1, {})
+
+    # The hook points: each part attaches itself once it exists.
+    def attach_upstreams(self, upstreams: UpstreamMetrics) -> None:
+        self.upstreams.append(upstreams)
+
+    def attach_cache(self, cache: CacheMetrics) -> None:
+        self.caches.append(cache)
+
+    def attach_docker(self, engine: DockerMetrics) -> None:
+        self.engines.append(engine)
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._queries()
+        yield self._durations()
+        yield self._registry_names()
+        yield from self._upstream_metrics()
+        yield from self._cache_metrics()
+        yield from self._docker_metrics()
+
+    def _queries(self) -> Iterator[Metric]:
+        queries = CounterMetricFamily(
+            "dockdns_queries", "Queries answered, by question type, response code and where the "
+            "answer came from (local registry, cache, forward, error)",
+            labels=["qtype", "rcode", "source"])
+        for (qtype, rcode, source), count in sorted(self.stats.totals().items()):
+            queries.add_metric([qtype_name(qtype), rcode_name(rcode), source], count)
+        yield queries
+        yield CounterMetricFamily("dockdns_memo_hits", "Queries answered from the memo of "
+                                  "ready replies (also counted in dockdns_queries_total)",
+                                  value=self.stats.memo_hits())
+        yield CounterMetricFamily("dockdns_dropped_queries", "Packets that got no reply (not a "
+                                  "query, or too broken to answer)", value=self.stats.dropped)
+        yield CounterMetricFamily("dockdns_internal_errors", "Queries answered SERVFAIL because "
+                                  "of an internal error", value=self.stats.internal_errors)
+
+    def _durations(self) -> Metric:
+        durations = self.durations
+        memo_hits = self.stats.memo_hits()
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for index, bound in enumerate(durations.bounds):
+            cumulative += durations.buckets[index]
+            if index == 0:
+                cumulative += memo_hits  # answered synchronously, in microseconds
+            buckets.append((_bound_text(bound), cumulative))
+        cumulative += durations.buckets[-1]
+        buckets.append(("+Inf", cumulative))
+        return HistogramMetricFamily(
+            "dockdns_query_duration_seconds", "Time from a query's arrival to its reply. Memo "
+            "hits are counted in the lowest bucket and add nothing to the sum",
+            buckets=buckets, sum_value=durations.sum)
+
+    def _registry_names(self) -> Metric:
+        snapshot = self.snapshot()
+        generation, counts = self._names
+        if generation != snapshot.generation:
+            counts = names_per_source(snapshot)
+            self._names = (snapshot.generation, counts)
+        names = GaugeMetricFamily("dockdns_registry_names", "Names in the registry (per network "
+                                  "they are on), by source", labels=["source"])
+        for source, count in sorted(counts.items()):
+            names.add_metric([source], count)
+        return names
+
+    def _upstream_metrics(self) -> Iterator[Metric]:
+        if not self.upstreams:
+            return
+        requests = CounterMetricFamily(
+            "dockdns_upstream_requests", "Requests sent upstream, by upstream and outcome",
+            labels=["upstream", "outcome"])
+        totals: dict[tuple[str, str], int] = {}
+        for part in self.upstreams:
+            for key, count in part.requests.items():
+                totals[key] = totals.get(key, 0) + count
+        for (upstream, outcome), count in sorted(totals.items()):
+            requests.add_metric([upstream, outcome], count)
+        yield requests
+        yield GaugeMetricFamily("dockdns_upstream_inflight", "Requests waiting on an upstream",
+                                value=sum(part.inflight for part in self.upstreams))
+
+    def _cache_metrics(self) -> Iterator[Metric]:
+        if not self.caches:
+            return
+        yield GaugeMetricFamily("dockdns_cache_entries", "Answers in the cache",
+                                value=sum(cache.entries for cache in self.caches))
+        yield CounterMetricFamily("dockdns_cache_hits", "Cache lookups that found an answer",
+                                  value=sum(cache.hits for cache in self.caches))
+        yield CounterMetricFamily("dockdns_cache_misses", "Cache lookups that found nothing",
+                                  value=sum(cache.misses for cache in self.caches))
+
+    def _docker_metrics(self) -> Iterator[Metric]:
+        if not self.engines:
+            return
+        events = CounterMetricFamily("dockdns_docker_events", "Docker engine events received",
+                                     labels=["engine"])
+        connected = GaugeMetricFamily("dockdns_docker_connected", "1 while the engine's event "
+                                      "stream is connected", labels=["engine"])
+        last_sync = GaugeMetricFamily("dockdns_last_sync_timestamp_seconds", "Unix time of the "
+                                      "last full sync with the engine", labels=["engine"])
+        for engine in self.engines:
+            events.add_metric([engine.engine], engine.events)
+            connected.add_metric([engine.engine], 1 if engine.connected else 0)
+            if engine.last_sync is not None:
+                last_sync.add_metric([engine.engine], engine.last_sync)
+        yield events
+        yield connected
+        yield last_sync
+
+
+def _bound_text(bound: float) -> str:
+    return repr(bound) if bound != int(bound) else f"{bound:.1f}"
+
+
+class Metrics:
+    """The registry the endpoint exposes: dockdns' own metrics plus the process's."""
+
+    def __init__(self, stats: QueryStats, durations: DurationHistogram,
+                 snapshot: Callable[[], Snapshot]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = DockdnsCollector(stats, durations, snapshot)
+        self.registry.register(self.collector)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        """The scrape body in the format the scraper asked for, and its content type."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type

@@ -1,0 +1,222 @@
+"""The TCP listener (RFC 7766): 2-byte length framing, pipelined queries answered as they finish,
+an idle timeout, and caps on connections and on what one connection may buffer.
+
+Back-pressure both ways: a connection stops being read while ``MAX_PIPELINED`` of its queries are
+in progress, and while its replies wait in the transport because the client does not read them
+(``pause_writing``). Either way the client's own sends then block in the kernel, so one
+connection holds at most about MAX_BUFFERED + one read + the transport's high-water mark
+(64 KiB) + its in-progress replies, whatever it sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import cast
+
+from resolver.answer.handler import QueryHandler
+from resolver.dns.addresses import is_loopback
+from resolver.ops.logs import RateLimitedLog
+
+log = logging.getLogger("dockdns.tcp")
+errors = RateLimitedLog(log)
+
+# RFC 7766 6.2.3 recommends closing idle connections after "a few seconds"; 10 s leaves room for
+# a stub that reuses its connection across a burst of lookups. A connection whose client reads no
+# replies for this long is idle too, and is aborted (its unread replies would never drain).
+DEFAULT_IDLE_TIMEOUT = 10.0
+# Open connections at once. Each costs a file descriptor and at most ~400 KB (see above); past
+# this, new connections are closed at once so that clients holding sockets open cannot exhaust
+# file descriptors (1024 is the usual soft limit a daemon gets) or memory.
+DEFAULT_MAX_CONNECTIONS = 1024
+# Queries one connection may have in progress before we stop reading from it (back-pressure).
+# Stubs pipeline a handful (glibc sends A and AAAA together); 64 lets a resolver-like client
+# keep a full window busy while one connection can hold at most 64 tasks and upstream slots.
+MAX_PIPELINED = 64
+# Unanswered bytes buffered from one connection: one maximal message plus its length prefix and
+# a little slack. A client that sends more without reading replies is throttled by MAX_PIPELINED.
+MAX_BUFFERED = 65_535 + 2 + 4096
+# Replies queued in the transport towards a client: it stops being read past the transport's
+# high-water mark (64 KiB), so only replies of queries already in progress add to that; past
+# this (16 maximal replies) the connection is aborted instead of buffering more.
+MAX_WRITE_BUFFER = 1 << 20
+# Connections one (non-loopback) address may hold at once. Without it one container could take
+# every --tcp-max slot (a byte every few seconds keeps a connection from going idle) and leave
+# the others no TCP fallback for truncated answers. A stub opens one connection per lookup that
+# needs TCP; 64 at once is far beyond that, and 1/16 of the default --tcp-max.
+MAX_CONNECTIONS_PER_CLIENT = 64
+
+
+class TCPServerState:
+    """Shared by the connections of one listener: the handler and the connection count."""
+
+    def __init__(self, handler: QueryHandler, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+        self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.connections: set[TCPConnection] = set()  # at most max_connections
+        # Open connections per non-loopback client address (each at most
+        # MAX_CONNECTIONS_PER_CLIENT; an address leaves the table with its last connection).
+        self.per_client: dict[str, int] = {}
+        self.rejected = 0
+
+    def admit(self, client: str) -> str | None:
+        """Take a connection slot for ``client``; None, or why it gets none."""
+        if len(self.connections) >= self.max_connections:
+            return f"TCP connection limit ({self.max_connections}) reached; closing new " \
+                "connections"
+        if is_loopback(client):
+            return None
+        held = self.per_client.get(client, 0)
+        if held >= MAX_CONNECTIONS_PER_CLIENT:
+            return f"TCP client holds {MAX_CONNECTIONS_PER_CLIENT} connections already; " \
+                "closing its new ones"
+        self.per_client[client] = held + 1
+        return None
+
+    def release(self, client: str) -> None:
+        held = self.per_client.get(client)
+        if held is not None:
+            if held > 1:
+                self.per_client[client] = held - 1
+            else:
+                del self.per_client[client]
+
+    def protocol(self) -> TCPConnection:
+        return TCPConnection(self)
+
+
+class TCPConnection(asyncio.Protocol):
+    def __init__(self, state: TCPServerState) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.client = ""
+        self.buffer = bytearray()
+        self.pending: set[asyncio.Task[None]] = set()
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.reading = True
+        self.writing_paused = False  # the transport holds more than its high-water mark
+        self.stopped = False
+        self.admitted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio's, so no isinstance check here.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
+        refusal = self.state.admit(self.client)
+        if refusal is not None:
+            self.state.rejected += 1
+            errors.warning(refusal)
+            self.transport.abort()
+            return
+        self.admitted = True
+        self.state.connections.add(self)
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.state.connections.discard(self)
+            self.state.release(self.client)
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        for task in self.pending:
+            task.cancel()
+        self.transport = None
+
+    def _arm_idle_timer(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle_timer = loop.call_later(self.state.idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        if self.pending:  # still answering: idle means no traffic in either direction
+            self._arm_idle_timer()
+        elif self.transport is not None:
+            if self.transport.get_write_buffer_size():
+                # The client has read nothing for the whole timeout: a close would wait for
+                # replies that never drain and keep the connection (and its slot) forever.
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is past its high-water mark: the client is not reading its
+        replies, so stop reading its queries until they drain."""
+        self.writing_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if self.reading and self.transport is not None:
+            self.transport.pause_reading()
+            self.reading = False
+
+    def _resume_reading(self) -> None:
+        if (not self.reading and not self.stopped and not self.writing_paused
+                and self.transport is not None and len(self.pending) < MAX_PIPELINED):
+            self.transport.resume_reading()
+            self.reading = True
+            self._drain_messages()
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        try:
+            self.buffer += data
+            self._arm_idle_timer()
+            self._drain_messages()
+        except Exception:
+            errors.exception("TCP query from %s failed", self.client)
+            self.transport.abort()
+
+    def _drain_messages(self) -> None:
+        buffer = self.buffer
+        while len(buffer) >= 2 and len(self.pending) < MAX_PIPELINED and not self.writing_paused:
+            length = (buffer[0] << 8) | buffer[1]
+            if len(buffer) < 2 + length:
+                break
+            message = bytes(buffer[2 : 2 + length])
+            del buffer[: 2 + length]
+            reply = self.state.handler.answer_fast(message, self.client, True)
+            if reply is not None:
+                self._send(reply)
+                continue
+            task = asyncio.get_running_loop().create_task(self._answer(message))
+            self.pending.add(task)
+            task.add_done_callback(self._finished)
+        # Complete messages are taken out above, so the buffer only grows past one maximal
+        # message while the pipeline is full or replies wait: stop reading until they go out.
+        if len(self.pending) >= MAX_PIPELINED or len(buffer) > MAX_BUFFERED:
+            self._pause_reading()
+
+    def stop_reading(self) -> None:
+        """Take no new queries (shutdown): stop reading and forget what is not yet started."""
+        self.stopped = True
+        self.buffer.clear()
+        self._pause_reading()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.pending.discard(task)
+        self._resume_reading()
+
+    async def _answer(self, message: bytes) -> None:
+        reply = await self.state.handler.answer(message, self.client, True)
+        if reply is not None:
+            self._send(reply)
+
+    def _send(self, reply: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            errors.warning("TCP client %s does not read its replies; closing", self.client)
+            transport.abort()
+            return
+        transport.write(len(reply).to_bytes(2, "big") + reply)
