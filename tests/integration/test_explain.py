@@ -14,8 +14,8 @@ import pytest
 from discovery.registry.model import Client, Network, Record, Snapshot, SourcePart
 from resolver.config import settings as config_module
 from resolver.ops.explain import explain
+from tests.integration.test_config import run
 from tests.support.net import ask, free_port
-from tests.test_ops_config import run
 
 
 @pytest.fixture

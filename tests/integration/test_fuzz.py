@@ -24,7 +24,7 @@ from resolver.answer.handler import AnswerSettings, QueryHandler
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.net import addresses, ask
 
-# A bigger budget outside CI: DOCKDNS_FUZZ_EXAMPLES=100000 pytest tests/test_fuzz.py
+# A bigger budget outside CI: DOCKDNS_FUZZ_EXAMPLES=100000 pytest tests/integration/test_fuzz.py
 EXAMPLES = int(os.environ.get("DOCKDNS_FUZZ_EXAMPLES", "1500"))
 
 SEEDS = [

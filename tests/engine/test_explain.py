@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_config import run
 from tests.support.engine import Lab, lab
 from tests.support.quiet_upstream import answering_upstream
-from tests.test_ops_config import run
 
 pytestmark = pytest.mark.docker
 

@@ -10,7 +10,8 @@ event order, filtered actions included). The real engine is exercised elsewhere
 apply, as it does while the read runs in a thread), ``replace`` on a new session, and
 ``discovery/docker/inspection.py`` on every inspect.
 
-A bigger budget outside CI: DOCKDNS_FUZZ_EXAMPLES=100000 pytest tests/test_docker_events_fuzz.py
+A bigger budget outside CI:
+DOCKDNS_FUZZ_EXAMPLES=100000 pytest tests/unit/discovery/docker/test_events_fuzz.py
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from discovery.docker.source import DockerSource, fetch, list_all
 from discovery.registry.model import Network, SourcePart
 from discovery.registry.registry import Registry
 
-# The same knob as tests/test_fuzz.py; one state machine example is a whole sequence of steps.
+# The same knob as tests/integration/test_fuzz.py; one state machine example is a whole sequence
+# of steps.
 EXAMPLES = int(os.environ.get("DOCKDNS_FUZZ_EXAMPLES", "1500"))
 MACHINE_EXAMPLES = max(60, EXAMPLES // 10)
 STEPS = 60

@@ -18,7 +18,7 @@ from tests.support.daemon import dockdns
 from tests.support.net import addresses, ask, free_port
 from tests.support.netns import Namespace, namespace
 
-NSQUERY = Path(__file__).parent / "support" / "nsquery.py"
+NSQUERY = Path(__file__).resolve().parents[1] / "support" / "nsquery.py"
 
 
 def ask_from(ns: Namespace, server: str, port: int,

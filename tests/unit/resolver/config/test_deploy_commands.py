@@ -2,7 +2,8 @@
 command-line and settings parser: a flag that does not exist (or no longer exists), a bad value,
 or a command that does not match the image's entrypoint fails here, not on an operator's host.
 And every flag the README's tables document exists. (deploy/swarm-stack.yml is checked the same
-way in test_swarm_deploy.py, deploy/dockdns.toml in test_ops_config.py.)"""
+way in tests/integration/test_swarm_deploy.py, deploy/dockdns.toml in
+tests/integration/test_config.py.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from resolver.config import settings as config_module
 from resolver.config.settings import Config, HostPort
 from resolver.daemon import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[4]
 DEPLOY = REPO / "deploy"
 EXAMPLE_TOML = DEPLOY / "dockdns.toml"
 

@@ -15,7 +15,7 @@ import pytest
 from benchmarks import engine
 from tests.conftest import IN_CI
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def smoke(out: Path, *scenarios: str) -> dict[str, Any]:

@@ -13,9 +13,9 @@ import time
 import pytest
 
 from resolver.ops.logs import RateLimitedLog
+from tests.integration.test_signals import wait_for
 from tests.support.daemon import dockdns, http_get
 from tests.support.net import ask
-from tests.test_ops_signals import wait_for
 
 
 def _ids(pid: int, field: str) -> list[int]:

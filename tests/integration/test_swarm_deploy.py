@@ -19,7 +19,7 @@ from resolver.config import settings as config_module
 from resolver.config.settings import ConfigError, HostPort
 from resolver.daemon import cli
 
-STACK = Path(__file__).resolve().parents[1] / "deploy" / "swarm-stack.yml"
+STACK = Path(__file__).resolve().parents[2] / "deploy" / "swarm-stack.yml"
 MANAGERS = "tcp://manager1.example:2376,tcp://manager2.example:2376"
 ENV = {"DOCKDNS_MANAGER_URL": MANAGERS}
 SOCKET = "unix:///var/run/docker.sock"
