@@ -10,40 +10,26 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from discovery.registry.model import IPNetwork, Snapshot
+from discovery.registry.model import Snapshot
 from discovery.registry.registry import Registry
+from resolver.answer.chain import ForwardedReply, Trace
 from resolver.answer.local import LocalAnswer, answer_local
-from resolver.answer.views import RENEWAL_OVERHEAD, Renewal, View, ViewTable
+from resolver.answer.memo import NEVER_EXPIRES, RENEWAL_OVERHEAD, MemoEntry
+from resolver.answer.settings import AnswerSettings
+from resolver.answer.views import View, ViewTable
 from resolver.dns import wire
 from resolver.ops.stats import SOURCE_ERROR, SOURCE_LOCAL, DurationHistogram, QueryStats
 
 log = logging.getLogger("dockdns.handler")
 
-NEVER_EXPIRES = math.inf
 # How many orders of a multi-address answer are prebuilt; the memo cycles through them, so each
 # response comes in another order without shuffling per query.
 ORDERS_PER_ANSWER = 16
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardedReply:
-    """What the forwarder gives back for one client."""
-
-    reply: bytes  # the whole reply, with the client's ID, fitted to the client's size
-    rcode: int
-    source: str  # stats.SOURCE_CACHE or stats.SOURCE_FORWARD
-    # Until when (time.monotonic) the same query bytes may get these reply bytes again, ID aside;
-    # None: never memoize (e.g. a SERVFAIL).
-    memo_until: float | None = None
-    # How the memo makes these bytes right again after memo_until (a cache hit's TTLs ticked).
-    renew: Renewal | None = None
 
 
 # (query packet, reply packet or None, client address, over TCP, seconds taken)
@@ -51,17 +37,8 @@ QueryLog = Callable[[bytes, bytes | None, str, bool, float], None]
 
 
 class Forwarder(Protocol):
-    async def forward(self, query: wire.Query, packet: bytes, tcp: bool,
-                      view: View) -> ForwardedReply: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerSettings:
-    ttl: int = 600
-    domain: str | None = None
-    default_bridge_names: bool = False
-    as_container: str | None = None  # sidecar mode: loopback clients see this container's view
-    allow: tuple[IPNetwork, ...] = ()
+    async def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
+                      trace: Trace | None = None) -> ForwardedReply: ...
 
 
 def answer_orders(answers: Sequence[bytes], shuffle: bool) -> list[Sequence[bytes]]:
@@ -118,26 +95,32 @@ class QueryHandler:
         entry = (view.memo_tcp if tcp else view.memo_udp).get(packet[2:])
         if entry is None:
             return None
-        until = entry[0]
+        until = entry.until
         if until is not NEVER_EXPIRES:  # local answers never expire
             now = self.clock()
             if until <= now:
                 entry = view.renewed(packet[2:], entry, tcp, now)
                 if entry is None:
                     return None
-        self.stats.counts[entry[2]] += 1
-        return packet[:2] + next(entry[1])
+        self.stats.counts[entry.slot] += 1
+        return packet[:2] + next(entry.replies)
 
-    async def answer_full(self, packet: bytes, client: str, tcp: bool) -> bytes | None:
-        """Parse, answer from the registry or the forwarder, and memoize what may be reused."""
+    async def answer_full(self, packet: bytes, client: str, tcp: bool,
+                          trace: Trace | None = None) -> bytes | None:
+        """Parse, answer from the registry or the forwarder, and memoize what may be reused.
+        With ``trace``, every step notes what it decided there (``dockdns check``)."""
         try:
             query = wire.parse_query(packet)
         except wire.DropQuery:
             self.stats.dropped += 1
+            if trace is not None:
+                trace.note("parse", "not a query that gets an answer: dropped")
             return None
         except wire.QueryError as err:
             qtype = err.query.qtype if err.query else 0
             self.stats.count(qtype, err.rcode, SOURCE_ERROR)
+            if trace is not None:
+                trace.note("parse", f"malformed: {err}")
             return wire.error_reply(err.query, packet, err.rcode)
 
         view = self.views.for_client(client)
@@ -147,23 +130,35 @@ class QueryHandler:
             refused = wire.error_reply(query, packet, wire.REFUSED)
             if query.memoizable:
                 view.remember(packet[2:],
-                              (NEVER_EXPIRES, itertools.repeat(refused[2:]), slot, None),
+                              MemoEntry(NEVER_EXPIRES, itertools.repeat(refused[2:]), slot, None),
                               tcp, len(refused))
+            if trace is not None:
+                trace.note("view", "this client may not ask: REFUSED")
             return refused
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         local = answer_local(self.views.snapshot, view.networks, query,
                              self.settings.ttl, self.settings.domain)
+        if trace is not None:
+            trace.note("registry", "answered here" if local is not None else
+                          "not in the registry for this client's networks")
         if local is not None:
+            if trace is not None:
+                trace.local = local
             return self._reply_local(packet, query, local, view, max_size, tcp)
         if not view.forward or self.forwarder is None:
+            if trace is not None:
+                trace.note("forward", "this client is only on internal networks: not "
+                              "forwarded (as Docker does), SERVFAIL" if not view.forward
+                              else "no forwarder: SERVFAIL")
             self.stats.count(query.qtype, wire.SERVFAIL, SOURCE_ERROR)
             return wire.error_reply(query, packet, wire.SERVFAIL)
-        forwarded = await self.forwarder.forward(query, packet, tcp, view)
+        forwarded = await self.forwarder.forward(query, packet, tcp, view, trace)
         slot = self.stats.slot(query.qtype, forwarded.rcode, forwarded.source)
         self.stats.counts[slot] += 1
         if forwarded.memo_until is not None and query.memoizable:
-            view.remember(packet[2:], (forwarded.memo_until, itertools.repeat(forwarded.reply[2:]),
-                                       self.stats.memo_slot(slot), forwarded.renew),
+            view.remember(packet[2:], MemoEntry(forwarded.memo_until,
+                                                itertools.repeat(forwarded.reply[2:]),
+                                                self.stats.memo_slot(slot), forwarded.renew),
                           tcp, len(forwarded.reply) + (RENEWAL_OVERHEAD if forwarded.renew else 0))
         return forwarded.reply
 
@@ -176,8 +171,9 @@ class QueryHandler:
         slot = self.stats.slot(query.qtype, local.rcode, SOURCE_LOCAL)
         self.stats.counts[slot] += 1
         if query.memoizable:
-            view.remember(packet[2:], (NEVER_EXPIRES, itertools.cycle([r[2:] for r in replies]),
-                                       self.stats.memo_slot(slot), None), tcp,
+            view.remember(packet[2:], MemoEntry(NEVER_EXPIRES,
+                                                itertools.cycle([r[2:] for r in replies]),
+                                                self.stats.memo_slot(slot), None), tcp,
                           sum(len(r) for r in replies))
         return replies[0]
 

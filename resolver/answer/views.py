@@ -9,42 +9,18 @@ answers: the hot path is one dictionary lookup for the view and one for the answ
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from discovery.registry.model import SCOPE_SWARM, Client, IPNetwork, Network, Snapshot
+from resolver.answer.memo import Memo, MemoEntry
 from resolver.dns.addresses import is_local_address, is_loopback
 from resolver.ops.logs import RateLimitedLog
 
 log = logging.getLogger("dockdns.views")
 limited = RateLimitedLog(log)
 
-# Makes a memo entry's reply right again once the time it was valid until has passed (a cached
-# answer's TTLs ticked down a second): for ``now``, (valid until, the reply minus its ID), or None
-# when the answer may not be given from the memo any more (it expired).
-Renewal = Callable[[float], tuple[float, bytes] | None]
-# A memo entry: (monotonic time it stays valid until, the next wire reply minus its ID, the slot
-# in QueryStats it is counted under, and how to renew it when it is past its time, if it can be).
-MemoEntry = tuple[float, Iterator[bytes], int, Renewal | None]
-
-# The memo holds one entry per distinct query (bytes after the ID) per view and transport.
-# Well-behaved clients ask a few thousand distinct questions; the cap only bounds a flood of
-# unique names, after which the memo simply starts again (a rebuild costs one full-path answer
-# per name). 100,000 entries of a typical answer take ~35 MB (measured: ~350 bytes an entry).
-MEMO_LIMIT = 100_000
-# The same memo's bytes: keys and replies (every prebuilt order) plus ENTRY_OVERHEAD each. The
-# entry cap alone would let large answers (up to 64 KiB over TCP, from an upstream a client
-# picks by the names it asks) multiply ~35 MB two-hundredfold; this keeps a full memo of any
-# answers near the size a full memo of typical ones has.
-MEMO_BYTES = 32 << 20
-# What an entry costs beyond its key's and replies' bytes: two bytes headers, the entry tuple,
-# the reply iterator and the dict slot (measured ~230 bytes with CPython 3.11).
-ENTRY_OVERHEAD = 230
-# What a renewable entry (a cached answer) costs beyond that: the renewal closure and the parsed
-# query it keeps to render the reply again (measured ~800 bytes with CPython 3.11).
-RENEWAL_OVERHEAD = 800
 # Distinct client addresses whose view is remembered per snapshot (one dict entry, ~150 bytes,
 # each): 65,536 covers a /16 of containers, and past it the table starts again, so a flood from
 # spoofed sources costs lookups (one ACL check per new address), never memory.
@@ -57,49 +33,15 @@ class View:
     forward: bool  # whether names outside the registry may be forwarded
     refused: bool = False
     container: str = ""  # the container this view belongs to, for logs and `dockdns check`
-    memo_udp: dict[bytes, MemoEntry] = field(default_factory=dict)
-    memo_tcp: dict[bytes, MemoEntry] = field(default_factory=dict)
-    # What each memo holds, as counted by ``remember`` against MEMO_BYTES. An entry replaced
-    # under the same key (a forwarded answer memoized again once its TTL ticked) is counted
-    # again: the count only errs high, so the memo at worst starts again a little early.
-    memo_udp_bytes: int = 0
-    memo_tcp_bytes: int = 0
+    memo_udp: Memo = field(default_factory=Memo)
+    memo_tcp: Memo = field(default_factory=Memo)
 
     def remember(self, key: bytes, entry: MemoEntry, tcp: bool, size: int) -> None:
-        """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies.
-        Called on the full path only: the memo hit path reads the dicts and nothing else."""
-        memo = self.memo_tcp if tcp else self.memo_udp
-        used = (self.memo_tcp_bytes if tcp else self.memo_udp_bytes) + len(key) + size \
-            + ENTRY_OVERHEAD
-        if len(memo) >= MEMO_LIMIT or used > MEMO_BYTES:
-            limited.log(logging.DEBUG, "memo full (%d entries, %d bytes); starting it again",
-                        len(memo), used)
-            memo.clear()
-            used = len(key) + size + ENTRY_OVERHEAD
-        memo[key] = entry
-        if tcp:
-            self.memo_tcp_bytes = used
-        else:
-            self.memo_udp_bytes = used
+        """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies."""
+        (self.memo_tcp if tcp else self.memo_udp).remember(key, entry, size)
 
     def renewed(self, key: bytes, entry: MemoEntry, tcp: bool, now: float) -> MemoEntry | None:
-        """``entry`` (found under ``key``, past its time) made right for ``now`` and kept in its
-        place, or None when it cannot be renewed and the full path must answer.
-
-        Cached answers go past their time every second, when their TTLs tick: renewing re-renders
-        the reply from the cache entry it came from, which costs a fraction of the full path
-        (no parse, no task, no cache lookup), so a name asked all the time stays a memo hit. The
-        reply keeps its size, so the memo's byte count stands."""
-        renew = entry[3]
-        if renew is None:
-            return None
-        renewal = renew(now)
-        if renewal is None:
-            return None
-        until, reply = renewal
-        entry = (until, itertools.repeat(reply), entry[2], renew)
-        (self.memo_tcp if tcp else self.memo_udp)[key] = entry
-        return entry
+        return (self.memo_tcp if tcp else self.memo_udp).renewed(key, entry, now)
 
 
 def lookup_order(networks: list[Network]) -> tuple[str, ...]:

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from discovery.registry.model import IPNetwork
+from resolver.dns.addresses import HostPort, parse_hostport
+from resolver.forward.settings import ForwardZone, parse_forward_zone
+from resolver.serve.settings import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 
 ENV_PREFIX = "DOCKDNS_"
 
@@ -30,66 +33,6 @@ class ConfigError(Exception):
     def __init__(self, setting: str, problem: str) -> None:
         super().__init__(f"invalid setting '{setting}': {problem}")
         self.setting = setting
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class HostPort:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_hostport(text: str, default_port: int | None) -> HostPort:
-    """``1.2.3.4``, ``1.2.3.4:53``, ``[::1]:5353``, ``::1`` -> HostPort; hosts must be IPs."""
-    text = text.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0:
-            raise ValueError(f"{text!r}: missing ']'")
-        host, rest = text[1:close], text[close + 1 :]
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"{text!r}: expected ':PORT' after ']'")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"{text!r}: port must be 1-65535")
-        port = int(port_text)
-    elif default_port is None:
-        raise ValueError(f"{text!r}: a port is required (ADDR:PORT)")
-    else:
-        port = default_port
-    return HostPort(str(address), port)
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class ForwardZone:
-    """Names under ``zone`` (lower case, no trailing dot; "" is the root) go to ``server``."""
-
-    zone: str
-    server: HostPort
-
-    def __str__(self) -> str:
-        return f"{self.zone or '.'}={self.server}"
-
-
-def parse_forward_zone(text: str) -> ForwardZone:
-    """``corp.example=10.0.0.1``, ``corp.example=[fd00::1]:5353`` -> ForwardZone."""
-    zone, sep, server = text.partition("=")
-    if not sep:
-        raise ValueError(f"{text!r}: expected ZONE=ADDR[:PORT]")
-    name = zone.strip().strip(".").lower()
-    if name and any(not label or len(label) > 63 for label in name.split(".")):
-        raise ValueError(f"{text!r}: {zone!r} is not a domain name")
-    return ForwardZone(name, parse_hostport(server, 53))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +54,9 @@ class Config:
     user: str | None = None
     as_container: str | None = None
     allow: tuple[IPNetwork, ...] = ()
-    # Bounds (why these numbers: resolver/serve/tcp.py DEFAULT_MAX_CONNECTIONS and
-    # DEFAULT_IDLE_TIMEOUT).
-    tcp_max: int = 1024
-    tcp_idle_timeout: float = 10.0
+    # Bounds (why these numbers: resolver/serve/settings.py).
+    tcp_max: int = DEFAULT_MAX_CONNECTIONS
+    tcp_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     # Forwarding (resolver/forward/forwarder.py).
     forward_zones: tuple[ForwardZone, ...] = ()
     resolv_conf: str = "/etc/resolv.conf"
@@ -261,6 +203,14 @@ class Setting:
     flag: str = ""  # defaults to --key-with-dashes
     many: bool = False  # a list: repeatable flag, TOML array, comma-separated environment value
     metavar: str | None = None
+    # Which component's slice the setting belongs to (resolver/config/slices.py): the one that
+    # is reconfigured when it changes on SIGHUP.
+    area: str = ""
+    # Whether SIGHUP applies it to the running daemon; False: only a restart does (bound sockets,
+    # the user, the set of sources are fixed once it runs).
+    live: bool = True
+    # Whether memoized answers depend on it, so that a change must drop every memo.
+    memo: bool = False
 
     @property
     def option(self) -> str:
@@ -269,69 +219,102 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("listen", _hostport(53), "address to serve DNS on, UDP and TCP (repeatable)",
-            many=True, metavar="ADDR:PORT"),
+            many=True, metavar="ADDR:PORT",
+            area="serve", live=False),
     Setting("hosts_files", _text, "hosts file to serve, re-read when it changes (repeatable)",
-            flag="--hosts-file", many=True, metavar="PATH"),
+            flag="--hosts-file", many=True, metavar="PATH",
+            area="discovery"),
     Setting("upstreams", _hostport(53), "upstream DNS server (repeatable)", flag="--upstream",
-            many=True, metavar="ADDR[:PORT]"),
-    Setting("docker", _bool, "watch the Docker engine for container names"),
+            many=True, metavar="ADDR[:PORT]",
+            area="forward", memo=True),
+    Setting("docker", _bool, "watch the Docker engine for container names",
+            area="discovery", live=False),
     Setting("docker_hosts", _docker_url, "Docker engine URL (repeatable; default DOCKER_HOST "
-            "or unix:///var/run/docker.sock)", flag="--docker-host", many=True, metavar="URL"),
+            "or unix:///var/run/docker.sock)", flag="--docker-host", many=True, metavar="URL",
+            area="discovery", live=False),
     Setting("default_bridge_names", _bool, "answer names of containers on Docker's default "
-            "bridge network too (Docker itself gives them none)"),
+            "bridge network too (Docker itself gives them none)",
+            area="answer", memo=True),
     Setting("include_unhealthy", _bool, "keep containers whose health check says unhealthy or "
-            "starting in answers"),
-    Setting("ttl", _int_in(0, 2**31 - 1), "TTL of answers from the registry", metavar="SECONDS"),
+            "starting in answers",
+            area="discovery"),
+    Setting("ttl", _int_in(0, 2**31 - 1), "TTL of answers from the registry", metavar="SECONDS",
+            area="answer", memo=True),
     Setting("domain", _domain, "also answer NAME.SUFFIX and NAME.NETWORK.SUFFIX",
-            metavar="SUFFIX"),
-    Setting("metrics", _bool, "serve Prometheus metrics, /healthz and /readyz over HTTP"),
+            metavar="SUFFIX",
+            area="answer", memo=True),
+    Setting("metrics", _bool, "serve Prometheus metrics, /healthz and /readyz over HTTP",
+            area="ops", live=False),
     Setting("metrics_listen", _hostport(None), "where metrics and health endpoints are served",
-            metavar="ADDR:PORT"),
-    Setting("log_level", _choice("debug", "info", "warning", "error"), "log verbosity"),
-    Setting("log_format", _choice("text", "json"), "log lines for people (text) or machines"),
-    Setting("log_queries", _bool, "log every query that is not answered from the memo"),
+            metavar="ADDR:PORT",
+            area="ops", live=False),
+    Setting("log_level", _choice("debug", "info", "warning", "error"), "log verbosity",
+            area="logs"),
+    Setting("log_format", _choice("text", "json"), "log lines for people (text) or machines",
+            area="logs"),
+    Setting("log_queries", _bool, "log every query that is not answered from the memo",
+            area="logs"),
     Setting("user", _user, "drop root to this user once the ports are bound",
-            metavar="NAME"),
+            metavar="NAME",
+            area="daemon", live=False),
     Setting("as_container", _container_ref, "clients on loopback see what this container "
-            "sees (sidecar mode)", metavar="NAME|ID"),
+            "sees (sidecar mode)", metavar="NAME|ID",
+            area="answer", memo=True),
     Setting("allow", _cidr, "also answer clients in this CIDR block (repeatable); loopback and "
             "the subnets of Docker networks are always allowed, everyone else gets REFUSED",
-            many=True, metavar="CIDR"),
-    Setting("tcp_max", _int_in(1, 1_000_000), "open TCP connections at most", metavar="N"),
+            many=True, metavar="CIDR",
+            area="answer", memo=True),
+    Setting("tcp_max", _int_in(1, 1_000_000), "open TCP connections at most", metavar="N",
+            area="tcp"),
     Setting("tcp_idle_timeout", _float_in(0.1, 3600), "close TCP connections idle this long",
-            metavar="SECONDS"),
+            metavar="SECONDS",
+            area="tcp"),
     Setting("forward_zones", _forward_zone,
             "send names under ZONE to this server instead (repeatable; longest zone wins)",
-            flag="--forward-zone", many=True, metavar="ZONE=ADDR[:PORT]"),
+            flag="--forward-zone", many=True, metavar="ZONE=ADDR[:PORT]",
+            area="forward", memo=True),
     Setting("resolv_conf", _text, "where the default upstreams are read from when no "
-            "--upstream is given (re-read when it changes)", metavar="PATH"),
+            "--upstream is given (re-read when it changes)", metavar="PATH",
+            area="forward"),
     Setting("upstream_timeout", _float_in(0.05, 10.0), "how long one upstream attempt may take "
-            "before the next upstream is asked", metavar="SECONDS"),
+            "before the next upstream is asked", metavar="SECONDS",
+            area="forward"),
     Setting("max_inflight", _int_in(1, 1_000_000), "upstream queries outstanding at once; "
-            "beyond it new ones get SERVFAIL at once", metavar="N"),
+            "beyond it new ones get SERVFAIL at once", metavar="N",
+            area="forward"),
     Setting("cache_size", _int_in(0, 10_000_000), "answers kept in the cache (0: no cache)",
-            metavar="N"),
+            metavar="N",
+            area="forward"),
     Setting("cache_min_ttl", _int_in(0, 86_400), "cache answers at least this long",
-            metavar="SECONDS"),
+            metavar="SECONDS",
+            area="forward"),
     Setting("cache_max_ttl", _int_in(0, 2**31 - 1), "cache answers at most this long",
-            metavar="SECONDS"),
+            metavar="SECONDS",
+            area="forward"),
     Setting("bogus_priv", _bool, "answer reverse lookups of private and special-use addresses "
             "that the registry does not hold with NXDOMAIN instead of forwarding them (unless a "
-            "--forward-zone covers them)"),
+            "--forward-zone covers them)",
+            area="forward", memo=True),
     Setting("serve_stale", _bool, "answer from expired cache entries (TTL 30, up to a day old) "
-            "while every upstream fails (RFC 8767)"),
-    Setting("swarm", _bool, "answer Swarm service names when a Docker engine is a Swarm manager"),
+            "while every upstream fails (RFC 8767)",
+            area="forward"),
+    Setting("swarm", _bool, "answer Swarm service names when a Docker engine is a Swarm manager",
+            area="discovery", live=False),
     Setting("swarm_managers", _docker_url, "Swarm manager to read services from, for a node "
             "whose own engine is a worker (repeatable: tried in turn)", flag="--swarm-manager",
-            many=True, metavar="URL"),
+            many=True, metavar="URL",
+            area="discovery", live=False),
     Setting("swarm_refresh", _float_in(0.1, 3600), "re-read Swarm tasks this often (services "
-            "also refresh on their events)", metavar="SECONDS"),
+            "also refresh on their events)", metavar="SECONDS",
+            area="discovery"),
     Setting("rate_limit", _float_in(0, 1_000_000), "answer each non-loopback client at most "
             "this many UDP queries per second (0: no limit); beyond it every second query gets "
             "an empty TC=1 reply (the client retries over TCP) and the rest are dropped",
-            metavar="QPS"),
+            metavar="QPS",
+            area="serve", live=False),
     Setting("workers", _int_in(1, 256), "processes serving the same addresses (SO_REUSEPORT), "
-            "each with the whole registry", metavar="N"),
+            "each with the whole registry", metavar="N",
+            area="daemon", live=False),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

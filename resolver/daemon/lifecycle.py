@@ -1,4 +1,6 @@
 """The daemon's life: start the sources and listeners, serve until told to stop, then drain.
+The components themselves are made in resolver/daemon/build.py, signals are resolver/daemon/
+signals.py.
 
 Phases as in uvicorn: ``startup()`` binds everything (a failure there is reported and nothing is
 left half-open), ``serve()`` waits for a signal, ``shutdown()`` stops taking queries first, gives
@@ -10,30 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import logging
-import os
-import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from discovery.registry.registry import Registry
-from resolver.answer.handler import AnswerSettings, QueryHandler
-from resolver.config import reload
-from resolver.config.settings import Config, ConfigError, HostPort
-from resolver.daemon.sources import Source, build_sources, docker_metrics, readiness
-from resolver.forward.forwarder import CacheCounters, UpstreamForwarder
-from resolver.ops.health import Health, SidecarCheck
-from resolver.ops.http import HTTPServer, Response
+from resolver.config import reload, slices
+from resolver.config.settings import Config, ConfigError
+from resolver.daemon.build import build
+from resolver.daemon.signals import StopSignals
+from resolver.ops.endpoints import routes
+from resolver.ops.http import HTTPServer
 from resolver.ops.logs import configure
-from resolver.ops.metrics import Metrics
-from resolver.ops.notify import Notifier
 from resolver.ops.privileges import PrivilegeError, drop_to
 from resolver.ops.querylog import log_query
-from resolver.serve.ratelimit import RateLimiter
-from resolver.serve.sockets import bind_tcp, bind_udp
-from resolver.serve.tcp import TCPServerState
+from resolver.serve.sockets import bind_problem, bind_tcp, bind_udp
 from resolver.serve.udp import UDPSocketListener
 
 log = logging.getLogger("dockdns")
@@ -54,26 +47,6 @@ class StartupError(Exception):
     """The daemon cannot start; the message is the one line the operator sees."""
 
 
-def answer_settings(config: Config) -> AnswerSettings:
-    return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow,
-                          as_container=config.as_container,
-                          default_bridge_names=config.default_bridge_names)
-
-
-def bind_problem(address: HostPort, err: OSError, what: str = "listen") -> str:
-    flag = "--listen" if what == "listen" else "--metrics-listen (or --no-metrics)"
-    if err.errno == errno.EACCES:
-        return (f"cannot listen on {address}: permission denied (ports below 1024 need root or "
-                f"CAP_NET_BIND_SERVICE); choose another address, e.g. --listen 127.0.0.1:5353")
-    if err.errno == errno.EADDRINUSE:
-        return (f"cannot listen on {address}: the address is already in use; stop the other "
-                f"server or choose another with {flag}")
-    if err.errno == errno.EADDRNOTAVAIL:
-        return (f"cannot listen on {address}: no interface has that address; choose another "
-                f"with {flag}")
-    return f"cannot listen on {address}: {err.strerror or err}"
-
-
 class Daemon:
     def __init__(self, config: Config, reread: Callable[[], Config] | None = None,
                  worker: int = 0) -> None:
@@ -83,41 +56,24 @@ class Daemon:
         # Which of --workers N this process is (0 when alone): what there must be only one of,
         # such as the metrics listener, belongs to worker 0.
         self.worker = worker
-        self.registry = Registry()
-        self.forwarder = UpstreamForwarder(config)
-        self.handler = QueryHandler(self.registry, answer_settings(config),
-                                    forwarder=self.forwarder)
-        if config.log_queries:
-            self.handler.query_log = log_query
-        self.sources: list[Source] = build_sources(config, self.registry)
+        parts = build(config, worker)
+        self.registry = parts.registry
+        self.forwarder = parts.forwarder
+        self.handler = parts.handler
+        self.sources = parts.sources
+        self.limiter = parts.limiter
+        self.tcp_state = parts.tcp_state
+        self.health = parts.health
+        self.metrics = parts.metrics
+        self.notifier = parts.notifier
         self.udp_listeners: list[UDPSocketListener] = []
-        # One limiter for every UDP address this process serves: a client's rate is its own,
-        # whichever address it asks.
-        self.limiter = RateLimiter(config.rate_limit) if config.rate_limit > 0 else None
         self.tcp_servers: list[asyncio.Server] = []
-        self.tcp_state = TCPServerState(self.handler, config.tcp_idle_timeout, config.tcp_max)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
-        self._signals = 0
-        self.health = Health()
-        for check in readiness(self.sources):
-            self.health.add_check(check)
-        if config.as_container is not None:
-            self.health.add_check(SidecarCheck(config.as_container,
-                                               lambda: self.handler.views.sidecar_found))
-        self.metrics = Metrics(self.handler.stats, self.handler.durations,
-                               lambda: self.registry.snapshot)
-        for engine in docker_metrics(self.sources):
-            self.metrics.collector.attach_docker(engine)
-        self.metrics.collector.attach_upstreams(self.forwarder)
-        self.metrics.collector.attach_cache(CacheCounters(self.forwarder, self.handler.stats))
+        self.signals = StopSignals(self.stopping)
         self.http: HTTPServer | None = None
-        self.reconfigure_hooks: list[ReconfigureHook] = [self.forwarder.reconfigure]
-        # systemd hears one process: worker 0 (as for the health endpoints), on behalf of the
-        # supervisor systemd started when there are several.
-        self.notifier = (Notifier.from_environment(
-            main_pid=os.getppid() if config.workers > 1 else None) if worker == 0
-            else Notifier(None))
+        # Called with the whole new config after SIGHUP, once every component took its slice.
+        self.reconfigure_hooks: list[ReconfigureHook] = []
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task; every one is kept so that shutdown can cancel and await it."""
@@ -201,39 +157,15 @@ class Daemon:
         # listener); its counters are its own share of the queries.
         if not self.config.metrics or self.worker != 0:
             return
-        self.http = HTTPServer({"/metrics": self._metrics_page, "/healthz": self._healthz,
-                                "/readyz": self._readyz})
+        self.http = HTTPServer(routes(self.metrics, self.health))
         address = self.config.metrics_listen
         try:
             await self.http.start(address.host, address.port)
         except OSError as err:
             raise StartupError(bind_problem(address, err, "metrics")) from None
 
-    def _metrics_page(self, headers: dict[str, str]) -> Response:
-        body, content_type = self.metrics.exposition(headers.get("accept", ""))
-        return Response(200, body, content_type)
-
-    def _healthz(self, headers: dict[str, str]) -> Response:
-        alive, reason = self.health.live()
-        return Response(200 if alive else 503, reason.encode() + b"\n")
-
-    def _readyz(self, headers: dict[str, str]) -> Response:
-        ready, reason = self.health.ready()
-        return Response(200 if ready else 503, reason.encode() + b"\n")
-
     def install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-
-    def _on_stop_signal(self, sig: signal.Signals) -> None:
-        self._signals += 1
-        if self._signals > 1 and sig == signal.SIGINT:
-            log.warning("second interrupt: exiting at once")
-            os._exit(1)
-        log.info("received %s, shutting down", sig.name)
-        self.stopping.set()
+        self.signals.install(asyncio.get_running_loop(), self.reload)
 
     def reload(self) -> None:
         """SIGHUP: re-read the config; apply it unless it is invalid (then keep the old one)."""
@@ -250,25 +182,27 @@ class Daemon:
         self.notifier.send(READY="1", STATUS="serving")
 
     def apply(self, new: Config) -> None:
-        """Switch the running daemon to ``new``, as far as it can change without a restart."""
+        """Switch the running daemon to ``new``, as far as it can change without a restart: each
+        component whose area of the settings table changed gets its new slice."""
         merged, applied, kept = reload.merge(self.config, new)
         self.config = merged
         if kept:
             log.warning("config reloaded; %s changed but only a restart applies that",
                         ", ".join(kept))
-        if {"log_level", "log_format"} & set(applied):
+        changed = reload.areas(applied)
+        if "logs" in changed:
             configure(merged.log_level, merged.log_format == "json")
-        self.handler.query_log = log_query if merged.log_queries else None
-        # Memoized answers depend on these; forwarding settings too (a private reverse zone newly
-        # routed upstream must stop getting the memoized local NXDOMAIN).
-        if {"ttl", "domain", "as_container", "allow", "default_bridge_names", "upstreams",
-                "forward_zones", "bogus_priv"} & set(applied):
+            self.handler.query_log = log_query if merged.log_queries else None
+        if reload.drops_memo(applied):
             # Swaps the views in one assignment: queries keep being answered, from new memos.
-            self.handler.reconfigure(answer_settings(merged))
-        self.tcp_state.max_connections = merged.tcp_max
-        self.tcp_state.idle_timeout = merged.tcp_idle_timeout
-        for source in self.sources:
-            source.reconfigure(merged)
+            self.handler.reconfigure(slices.answer_settings(merged))
+        if "tcp" in changed:
+            self.tcp_state.reconfigure(slices.tcp_settings(merged))
+        if "discovery" in changed:
+            for source in self.sources:
+                source.reconfigure(slices.discovery_settings(merged))
+        if "forward" in changed:
+            self.forwarder.reconfigure(slices.forward_settings(merged))
         for hook in self.reconfigure_hooks:
             hook(merged)
         log.info("config reloaded%s", f"; changed: {', '.join(applied)}" if applied else

@@ -21,9 +21,8 @@ import traceback
 from collections.abc import Callable, Iterable
 from types import FrameType
 
-from resolver.config.settings import HostPort
-from resolver.daemon.lifecycle import bind_problem
-from resolver.serve.sockets import bind_tcp, bind_udp
+from resolver.dns.addresses import HostPort
+from resolver.serve.sockets import bind_problem, bind_tcp, bind_udp
 
 log = logging.getLogger("dockdns")
 

@@ -1,10 +1,12 @@
 """Questions about client and server addresses, asked by the ACL, the rate limiter, the TCP
-listener and the upstream loop filter."""
+listener and the upstream loop filter; and ``HostPort``, the address-and-port every listener and
+upstream is given as."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from dataclasses import dataclass
 
 
 def is_loopback(address: str) -> bool:
@@ -24,3 +26,41 @@ def is_local_address(address: str) -> bool:
     except OSError:
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_hostport(text: str, default_port: int | None) -> HostPort:
+    """``1.2.3.4``, ``1.2.3.4:53``, ``[::1]:5353``, ``::1`` -> HostPort; hosts must be IPs."""
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError(f"{text!r}: missing ']'")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"{text!r}: port must be 1-65535")
+        port = int(port_text)
+    elif default_port is None:
+        raise ValueError(f"{text!r}: a port is required (ADDR:PORT)")
+    else:
+        port = default_port
+    return HostPort(str(address), port)

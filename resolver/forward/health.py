@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from resolver.config.settings import HostPort
+from resolver.dns.addresses import HostPort
 
 log = logging.getLogger("dockdns.health")
 

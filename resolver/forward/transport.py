@@ -21,7 +21,8 @@ from typing import Any
 
 import asyncio_dgram
 
-from resolver.config.settings import HostPort
+from resolver.dns.addresses import HostPort
+from resolver.dns.framing import frame, read_framed
 from resolver.dns.upstream_message import reply_question, same_question
 
 log = logging.getLogger("dockdns.upstream")
@@ -241,11 +242,10 @@ async def tcp_exchange(server: HostPort, message: bytes, question: bytes, timeou
         try:
             stats.tcp_sent += 1
             payload = qid + message[2:]
-            writer.write(len(payload).to_bytes(2, "big") + payload)
+            writer.write(frame(payload))
             await writer.drain()
             while True:
-                length = int.from_bytes(await reader.readexactly(2), "big")
-                data = await reader.readexactly(length)
+                data = await read_framed(reader)
                 found = reply_question(data)
                 if data[:2] == qid and found is not None and same_question(found, question):
                     return data

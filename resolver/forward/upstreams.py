@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from resolver.config.settings import Config, ForwardZone, HostPort
-from resolver.dns.addresses import is_local_address
+from resolver.dns.addresses import HostPort, is_local_address
+from resolver.forward.settings import ForwardSettings, ForwardZone
 
 log = logging.getLogger("dockdns.upstreams")
 
@@ -151,7 +151,7 @@ class UpstreamSource:
     """Keeps the ``UpstreamTable`` current: fixed when --upstream is given, else from resolv.conf,
     re-read when that file (or systemd-resolved's) changes."""
 
-    def __init__(self, config: Config, systemd_path: str = SYSTEMD_RESOLV_CONF) -> None:
+    def __init__(self, config: ForwardSettings, systemd_path: str = SYSTEMD_RESOLV_CONF) -> None:
         self._static = config.upstreams
         self._zones = config.forward_zones
         self._listen = config.listen
@@ -160,7 +160,7 @@ class UpstreamSource:
         self.table = UpstreamTable((), {})
         self._origin = ""
 
-    def reconfigure(self, config: Config) -> None:
+    def reconfigure(self, config: ForwardSettings) -> None:
         """New upstreams, zones or resolv.conf path (SIGHUP): rebuild the table at once."""
         self._static = config.upstreams
         self._zones = config.forward_zones

@@ -1,10 +1,10 @@
 """``dockdns check`` and ``dockdns registry``: the registry as ``serve`` would build it, explained.
 
-No daemon is needed: the sources are made from the same config (``resolver/daemon/sources.py``) and
-loaded once, and the question is answered by the same pure code the daemon runs
-(``resolver/answer/local.py`` and ``resolver/answer/views.py``). A name the registry does not
-hold is asked of
-the configured upstreams, once, and shown as forwarded.
+No daemon is needed: the sources are made from the same config (resolver/daemon/sources.py) and
+loaded once, and the question is answered by the very handler and forward chain ``serve`` runs
+(resolver/daemon/build.py ``answering``), with a trace that each step writes its decision to. A
+name the registry does not hold goes to the upstreams ``serve`` would ask (--upstream, the zones,
+resolv.conf), once.
 """
 
 from __future__ import annotations
@@ -12,26 +12,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, DNSRecord
+from dnslib import EDNS0, QTYPE, DNSRecord
 
 from discovery.registry.model import NameSet, Record, Snapshot
 from discovery.registry.registry import Registry
+from discovery.registry.source import LoadError
+from resolver.answer.chain import Trace
 from resolver.answer.local import answer_local
 from resolver.answer.views import View, ViewTable
-from resolver.config.settings import Config, HostPort
-from resolver.daemon.sources import LoadError, build_sources
+from resolver.config import slices
+from resolver.config.settings import Config
+from resolver.daemon.build import answering
+from resolver.daemon.sources import build_sources
 from resolver.dns import wire
-from resolver.ops.metrics import rcode_name
+from resolver.dns.codes import qtype_code, rcode_name
 
 log = logging.getLogger("dockdns.explain")
-
-# How long `check` waits for one upstream before trying the next.
-UPSTREAM_TIMEOUT = 3.0
-
 
 class ExplainError(Exception):
     """The question itself cannot be asked (bad name or type); one line for the operator."""
@@ -42,7 +41,7 @@ async def load_registry(config: Config) -> tuple[Registry, list[str]]:
     all), and what could not be loaded: one line per engine, however many of its sources failed.
     A source that fails is left out, so that the rest can still be explained."""
     registry = Registry()
-    sources = build_sources(config, registry)
+    sources = build_sources(slices.discovery_settings(config), registry)
     # The sources' own warnings speak of retrying, which a one-shot load does not do; what failed
     # is reported once below instead.
     quiet = logging.getLogger("dockdns")
@@ -69,15 +68,6 @@ def build_registry(config: Config) -> tuple[Snapshot, list[str]]:
     return registry.snapshot, problems
 
 
-def choose_upstreams(config: Config, name: str) -> list[HostPort]:
-    """The upstreams a name is forwarded to. The forwarder's zone rules replace this when merged
-    (``UPSTREAM_CHOOSER``)."""
-    return list(config.upstreams)
-
-
-UPSTREAM_CHOOSER: Callable[[Config, str], list[HostPort]] = choose_upstreams
-
-
 @dataclass
 class Explanation:
     name: str
@@ -101,15 +91,15 @@ class Explanation:
 
 
 def make_query(name: str, qtype: str) -> tuple[wire.Query, bytes]:
-    code = QTYPE.reverse.get(qtype.upper())
+    """The question as a client with EDNS (4096 bytes) asks it, so a large answer fits."""
+    code = qtype_code(qtype)
     if code is None:
-        if qtype.upper().startswith("TYPE") and qtype[4:].isdigit():
-            code = int(qtype[4:])
-        else:
-            raise ExplainError(f"unknown record type {qtype!r}")
+        raise ExplainError(f"unknown record type {qtype!r}")
     try:
-        packet = DNSRecord.question(name, QTYPE.forward.get(code, code)).pack()
-        return wire.parse_query(bytes(packet)), bytes(packet)
+        question = DNSRecord.question(name, QTYPE.forward.get(code, code))
+        question.add_ar(EDNS0(udp_len=wire.OUR_UDP_SIZE))
+        packet = bytes(question.pack())
+        return wire.parse_query(packet), packet
     except Exception as err:  # dnslib raises several kinds for a bad name
         raise ExplainError(f"cannot ask for {name!r}: {err}") from None
 
@@ -163,68 +153,79 @@ def _hosts_line(origin: str) -> str | None:
 
 def _rr_lines(reply: bytes) -> list[str]:
     parsed = DNSRecord.parse(reply)
-    return [rr.toZone() for rr in (*parsed.rr, *parsed.ar)]
-
-
-def ask_upstream(upstream: HostPort, packet: bytes,
-                 timeout: float = UPSTREAM_TIMEOUT) -> bytes:
-    """One query over UDP, again over TCP when the reply is truncated. Raises OSError."""
-    family = socket.AF_INET6 if ":" in upstream.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect((upstream.host, upstream.port))
-        sock.send(packet)
-        while True:
-            reply = sock.recv(65535)
-            if reply[:2] == packet[:2]:
-                break
-    if not int.from_bytes(reply[2:4], "big") & wire.TC:
-        return reply
-    with socket.create_connection((upstream.host, upstream.port), timeout) as stream:
-        stream.sendall(len(packet).to_bytes(2, "big") + packet)
-        data = b""
-        while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
-            chunk = stream.recv(65535)
-            if not chunk:
-                raise OSError("the upstream closed the TCP connection")
-            data += chunk
-        return data[2 : 2 + int.from_bytes(data[:2], "big")]
+    return [rr.toZone() for rr in (*parsed.rr, *parsed.ar) if rr.rtype != wire.TYPE_OPT]
 
 
 def explain(config: Config, snapshot: Snapshot, name: str, qtype: str = "A",
             client: str = "127.0.0.1") -> Explanation:
     query, packet = make_query(name, qtype)
-    views = ViewTable(snapshot, allow=config.allow, as_container=config.as_container)
+    return asyncio.run(_explain(config, snapshot, query, packet, name, qtype, client))
+
+
+async def _explain(config: Config, snapshot: Snapshot, query: wire.Query, packet: bytes,
+                   name: str, qtype: str, client: str) -> Explanation:
+    registry, forwarder, handler = answering(config)
+    registry.snapshot = snapshot
+    handler.on_snapshot(snapshot)
+    forwarder.start()
+    views = handler.views
     view = views.for_client(client)
     result = Explanation(name, qtype.upper(), client, view,
                          describe_client(snapshot, views, client, view))
-    if view.refused:  # as the handler: checked before anything is looked up
-        result.rcode = "REFUSED"
+    trace = Trace()
+    try:
+        reply = await handler.answer_full(packet, client, False, trace)
+    finally:
+        await forwarder.close()
+    if reply is None:
+        raise ExplainError(f"cannot ask for {name!r}: the query would be dropped")
+    result.rcode = rcode_name(int.from_bytes(reply[2:4], "big") & 0xF)
+    result.answers = _rr_lines(reply)
+    local = trace.local
+    if view.refused:
         result.origins = ["this client may not ask: not loopback, not on a Docker network, not "
                           "in --allow"]
-        return result
-    local = answer_local(snapshot, view.networks, query, config.ttl, config.domain)
-    if local is not None:
-        reply = wire.build_reply(query, local.rcode, list(local.answers), wire.MAX_TCP_SIZE,
-                                 list(local.additional))
-        result.rcode = rcode_name(local.rcode)
-        result.answers = _rr_lines(reply)
+    elif local is not None:
         records = local.records or _ptr_records(snapshot, query, local.network)
         result.origins = [record_origin(record) for record in records]
         if local.network:
             result.origins.insert(0, f"found on network {local.network}")
-        return result
-    if not view.forward:
-        result.rcode = "SERVFAIL"
-        result.origins = ["not in the registry, and this client is only on internal networks: "
-                          "not forwarded (as Docker does)"]
     else:
-        _forward(config, result, name, packet)
-    hidden = _hidden_network(config, snapshot, view, query)
-    if hidden is not None:
-        result.origins.insert(0, f"{name} is on network {hidden}, which this client does not "
-                                 f"see: not answered from the registry")
+        result.origins = _forward_origins(trace, forwarder.requests, view.forward)
+        hidden = _hidden_network(config, snapshot, view, query)
+        if hidden is not None:
+            result.origins.insert(0, f"{name} is on network {hidden}, which this client does "
+                                     f"not see: not answered from the registry")
     return result
+
+
+def _forward_origins(trace: Trace, requests: Mapping[tuple[str, str], int],
+                     forward: bool) -> list[str]:
+    """What the forward chain decided, from its trace and the upstream pool's counters (the
+    forwarder was made for this one question, so every request counted is this question's)."""
+    if not forward:
+        return ["not in the registry, and this client is only on internal networks: not "
+                "forwarded (as Docker does)"]
+    stages = dict(trace.steps)
+    last = trace.steps[-1][0] if trace.steps else ""
+    if last not in ("forward", "cache", "registry"):
+        # A stage in front of the forward stage answered (private-reverse, ...).
+        return [f"not in the registry; {last}: {trace.steps[-1][1]}"]
+    decision = stages.get("forward", "")
+    if decision.startswith("no upstream server"):
+        return ["not in the registry; would be forwarded, but no upstream is set (--upstream, "
+                "--forward-zone or the nameservers of --resolv-conf)"]
+    answered = [upstream for (upstream, outcome), _ in requests.items()
+                if outcome in ("ok", "refused", "servfail")]
+    failed = [f"{upstream}: {outcome}" for (upstream, outcome), _ in requests.items()
+              if (upstream, outcome) and outcome not in ("ok", "refused", "servfail")]
+    if "no usable answer" in decision and not any(o == "ok" for (_, o) in requests):
+        return ["not in the registry; forwarded, but no upstream answered: "
+                + "; ".join(failed or answered or ["(none asked)"])]
+    ok = [upstream for (upstream, outcome) in requests if outcome == "ok"]
+    lines = [f"forwarded to {ok[0] if ok else ', '.join(answered)} (not in the registry)"]
+    lines.extend(f"no answer from {problem}" for problem in failed)
+    return lines
 
 
 def _hidden_network(config: Config, snapshot: Snapshot, view: View,
@@ -236,29 +237,6 @@ def _hidden_network(config: Config, snapshot: Snapshot, view: View,
         return None
     found = answer_local(snapshot, others, query, config.ttl, config.domain)
     return found.network if found is not None else None
-
-
-def _forward(config: Config, result: Explanation, name: str, packet: bytes) -> None:
-    upstreams = UPSTREAM_CHOOSER(config, name.rstrip(".").lower())
-    if not upstreams:
-        result.rcode = "SERVFAIL"
-        result.origins = ["not in the registry; would be forwarded, but no upstream is set"]
-        return
-    problems: list[str] = []
-    for upstream in upstreams:
-        try:
-            reply = ask_upstream(upstream, packet)
-        except OSError as err:
-            problems.append(f"{upstream}: {err.strerror or err or 'no reply'}")
-            continue
-        result.rcode = rcode_name(int.from_bytes(reply[2:4], "big") & 0xF)
-        result.answers = _rr_lines(reply)
-        result.origins = [f"forwarded to {upstream} (not in the registry)",
-                          *(f"no answer from {problem}" for problem in problems)]
-        return
-    result.rcode = "SERVFAIL"
-    result.origins = ["not in the registry; forwarded, but no upstream answered: "
-                      + "; ".join(problems)]
 
 
 def _ptr_records(snapshot: Snapshot, query: wire.Query, network: str | None) -> list[Record]:

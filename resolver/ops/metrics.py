@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
-from dnslib import QTYPE, RCODE
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
@@ -24,6 +23,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from discovery.registry.model import Snapshot
+from resolver.dns.codes import qtype_name, rcode_name
 from resolver.ops.stats import DurationHistogram, QueryStats
 
 # --- what the other parts expose (read at scrape time, from the event loop) ------------------
@@ -78,16 +78,6 @@ class DockerMetrics(Protocol):
 
 
 # --- label values --------------------------------------------------------------------------
-
-
-def qtype_name(qtype: int) -> str:
-    name = QTYPE.forward.get(qtype)
-    return str(name) if name is not None else f"TYPE{qtype}"
-
-
-def rcode_name(rcode: int) -> str:
-    name = RCODE.forward.get(rcode)
-    return str(name) if name is not None else f"RCODE{rcode}"
 
 
 def names_per_source(snapshot: Snapshot) -> dict[str, int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from resolver.dns import wire
-from resolver.ops.metrics import qtype_name, rcode_name
+from resolver.dns.codes import qtype_name, rcode_name
 
 log = logging.getLogger("dockdns.queries")
 

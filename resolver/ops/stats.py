@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from dnslib import QTYPE, RCODE
+from resolver.dns.codes import KNOWN_QTYPES, KNOWN_RCODES
 
 # Where an answer came from, the `source` label of dockdns_queries_total.
 SOURCE_LOCAL = "local"
@@ -29,9 +29,7 @@ _MEMO_SOURCE = {SOURCE_FORWARD: SOURCE_CACHE}
 # client sending every one of the 65,536 types (even one that is REFUSED) or an upstream making
 # up 12-bit rcodes cannot grow the counters, and the /metrics page with them, past a few hundred
 # series. TYPE0 is reserved (RFC 6895 3.1), RCODE 4095 is in the private-use range: no real
-# question or answer is counted there by mistake.
-KNOWN_QTYPES = frozenset(int(code) for code in QTYPE.forward)
-KNOWN_RCODES = frozenset(range(0, 12)) | frozenset(range(16, 24)) | frozenset(RCODE.forward)
+# question or answer is counted there by mistake. (The known ones: resolver/dns/codes.py.)
 OTHER_QTYPE = 0
 OTHER_RCODE = 4095
 

@@ -3,9 +3,10 @@ errno (uvloop wraps it into a message without one) and options are set in one pl
 
 from __future__ import annotations
 
+import errno
 import socket
 
-from resolver.config.settings import HostPort
+from resolver.dns.addresses import HostPort
 
 # Connections the kernel queues before we accept them; DNS over TCP is bursty (every truncated
 # UDP answer brings one), so well above the default 100.
@@ -42,3 +43,17 @@ def bind_udp(address: HostPort, reuse_port: bool = False) -> socket.socket:
 
 def bind_tcp(address: HostPort, reuse_port: bool = False) -> socket.socket:
     return _bound(address, socket.SOCK_STREAM, reuse_port)
+
+
+def bind_problem(address: HostPort, err: OSError, what: str = "listen") -> str:
+    flag = "--listen" if what == "listen" else "--metrics-listen (or --no-metrics)"
+    if err.errno == errno.EACCES:
+        return (f"cannot listen on {address}: permission denied (ports below 1024 need root or "
+                f"CAP_NET_BIND_SERVICE); choose another address, e.g. --listen 127.0.0.1:5353")
+    if err.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {address}: the address is already in use; stop the other "
+                f"server or choose another with {flag}")
+    if err.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {address}: no interface has that address; choose another "
+                f"with {flag}")
+    return f"cannot listen on {address}: {err.strerror or err}"

@@ -16,19 +16,13 @@ from typing import cast
 
 from resolver.answer.handler import QueryHandler
 from resolver.dns.addresses import is_loopback
+from resolver.dns.framing import frame
 from resolver.ops.logs import RateLimitedLog
+from resolver.serve.settings import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, TCPSettings
 
 log = logging.getLogger("dockdns.tcp")
 errors = RateLimitedLog(log)
 
-# RFC 7766 6.2.3 recommends closing idle connections after "a few seconds"; 10 s leaves room for
-# a stub that reuses its connection across a burst of lookups. A connection whose client reads no
-# replies for this long is idle too, and is aborted (its unread replies would never drain).
-DEFAULT_IDLE_TIMEOUT = 10.0
-# Open connections at once. Each costs a file descriptor and at most ~400 KB (see above); past
-# this, new connections are closed at once so that clients holding sockets open cannot exhaust
-# file descriptors (1024 is the usual soft limit a daemon gets) or memory.
-DEFAULT_MAX_CONNECTIONS = 1024
 # Queries one connection may have in progress before we stop reading from it (back-pressure).
 # Stubs pipeline a handful (glibc sends A and AAAA together); 64 lets a resolver-like client
 # keep a full window busy while one connection can hold at most 64 tasks and upstream slots.
@@ -60,6 +54,11 @@ class TCPServerState:
         # MAX_CONNECTIONS_PER_CLIENT; an address leaves the table with its last connection).
         self.per_client: dict[str, int] = {}
         self.rejected = 0
+
+    def reconfigure(self, settings: TCPSettings) -> None:
+        """New bounds (SIGHUP) for the connections accepted from now on."""
+        self.max_connections = settings.max_connections
+        self.idle_timeout = settings.idle_timeout
 
     def admit(self, client: str) -> str | None:
         """Take a connection slot for ``client``; None, or why it gets none."""
@@ -219,4 +218,4 @@ class TCPConnection(asyncio.Protocol):
             errors.warning("TCP client %s does not read its replies; closing", self.client)
             transport.abort()
             return
-        transport.write(len(reply).to_bytes(2, "big") + reply)
+        transport.write(frame(reply))

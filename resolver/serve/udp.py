@@ -20,7 +20,8 @@ import logging
 import socket
 from typing import Any
 
-from resolver.answer.handler import NEVER_EXPIRES, QueryHandler, servfail_for
+from resolver.answer.handler import QueryHandler, servfail_for
+from resolver.answer.memo import NEVER_EXPIRES
 from resolver.answer.views import CLIENT_LIMIT
 from resolver.ops.logs import RateLimitedLog
 from resolver.serve import mmsg
@@ -276,13 +277,13 @@ class UDPSocketListener:
                     key = received[start + 2 : start + length].tobytes()
                     entry = view.memo_udp.get(key)
                     if entry is not None:
-                        until = entry[0]
+                        until = entry.until
                         # Local answers never expire; cached ones are renewed as TTLs tick.
                         if until is not NEVER_EXPIRES and until <= now:
                             entry = view.renewed(key, entry, False, now)
                         if entry is not None:
-                            counts[entry[2]] += 1
-                            body = next(entry[1])
+                            counts[entry.slot] += 1
+                            body = next(entry.replies)
                             size = len(body) + 2
                             if size > SLOT_SIZE:  # never for UDP replies; kept correct anyway
                                 self.sender.sendto(received[start : start + 2].tobytes() + body,

@@ -3,7 +3,7 @@ sockets: the daemon's UDP listener, handler and forwarder run in this process so
 can lower a cap (a flood of 100,000 addresses or names is not needed to show that the cap holds)
 and look at the table itself after every query. The caps' own values are the code's.
 
-Caps: the memo's entries (views.MEMO_LIMIT) and bytes (views.MEMO_BYTES), the client->view
+Caps: the memo's entries (memo.MEMO_LIMIT) and bytes (memo.MEMO_BYTES), the client->view
 table (views.CLIENT_LIMIT), the rate limiter's client table (ratelimit.MAX_CLIENTS), the UDP
 full-path tasks (udp.MAX_PENDING), and the query counters' labels (stats: unknown question
 types and rcodes share one label).
@@ -22,9 +22,12 @@ import pytest
 
 from discovery.registry.model import Record, SourcePart
 from discovery.registry.registry import Registry
-from resolver.answer import views
-from resolver.answer.handler import AnswerSettings, QueryHandler
-from resolver.config.settings import Config, HostPort
+from resolver.answer import memo, views
+from resolver.answer.handler import QueryHandler
+from resolver.answer.settings import AnswerSettings
+from resolver.config.settings import Config
+from resolver.config.slices import forward_settings
+from resolver.dns.addresses import HostPort
 from resolver.forward import forwarder as forwarder_module
 from resolver.forward.forwarder import UpstreamForwarder
 from resolver.ops.stats import OTHER_QTYPE
@@ -78,7 +81,7 @@ def a_records(reply: dns.message.Message) -> set[str]:
 
 
 def test_the_memo_starts_again_at_its_entry_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(views, "MEMO_LIMIT", 40)
+    monkeypatch.setattr(memo, "MEMO_LIMIT", 40)
     names = [f"host{i}" for i in range(150)]
     records = [Record(names=(name,), ipv4=(f"10.3.{i // 250}.{i % 250}",))
                for i, name in enumerate(names)]
@@ -97,7 +100,7 @@ def test_the_memo_starts_again_at_its_entry_cap(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_the_memo_starts_again_at_its_byte_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(views, "MEMO_BYTES", 100_000)
+    monkeypatch.setattr(memo, "MEMO_BYTES", 100_000)
     # Names with 60 addresses: each memo entry holds 16 prebuilt orders of a ~1 kB reply.
     records = [Record(names=(f"big{i}",), ipv4=tuple(f"10.4.{i}.{j}" for j in range(1, 61)))
                for i in range(20)]
@@ -110,7 +113,7 @@ def test_the_memo_starts_again_at_its_byte_cap(monkeypatch: pytest.MonkeyPatch) 
             reply = await exchange(port, packet.to_wire())
             assert len(a_records(reply)) == 60
             view = handler.views.for_client("127.0.0.1")
-            used.append(view.memo_udp_bytes)
+            used.append(view.memo_udp.used)
             entries.append(len(view.memo_udp))
         # Far below the entry cap, the bytes decide: a handful of entries, then it starts again.
         assert max(used) <= 100_000
@@ -192,7 +195,7 @@ def test_full_path_tasks_stop_at_their_cap_and_the_rest_get_servfail_at_once(
     registry = registry_with([Record(names=("web1",), ipv4=("10.1.2.3",))])
 
     async def main() -> None:
-        forwarder = UpstreamForwarder(config)
+        forwarder = UpstreamForwarder(forward_settings(config))
         forwarder.start()
         handler = QueryHandler(registry, AnswerSettings(), forwarder=forwarder)
         loop = asyncio.get_running_loop()

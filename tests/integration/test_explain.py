@@ -66,8 +66,11 @@ def test_check_explains_a_forwarded_name(dnsmasq: int, hosts_file: str) -> None:
     assert missing.stdout.splitlines()[0] == "missing.test A asked by 127.0.0.1: REFUSED"
 
 
-def test_check_without_upstream_or_with_a_dead_one() -> None:
-    none = run("check", "ext.test", "--no-docker")
+def test_check_without_upstream_or_with_a_dead_one(tmp_path: Path) -> None:
+    # No --upstream and a resolv.conf without nameservers: as serve, nowhere to forward to.
+    empty = tmp_path / "resolv.conf"
+    empty.write_text("search example\n")
+    none = run("check", "ext.test", "--no-docker", "--resolv-conf", str(empty))
     assert none.returncode == 1
     assert "would be forwarded, but no upstream is set" in none.stdout
     dead_port = free_port()
@@ -134,7 +137,7 @@ def docker_like_snapshot() -> Snapshot:
 
 
 def test_explain_a_container_name_from_a_container() -> None:
-    config = config_module.build({"docker": False}, environ={})
+    config = config_module.build({"docker": False, "resolv_conf": "/dev/null"}, environ={})
     snapshot = docker_like_snapshot()
     result = explain(config, snapshot, "web1", "A", "10.10.0.3")
     assert result.rcode == "NOERROR" and result.answers[0].split()[-1] == "10.10.0.2"
@@ -152,23 +155,27 @@ def test_explain_a_container_name_from_a_container() -> None:
 def test_sidecar_sees_what_its_container_sees() -> None:
     snapshot = docker_like_snapshot()
     for reference in ("db", "/db"):
-        config = config_module.build({"docker": False, "as_container": reference}, environ={})
+        config = config_module.build({"docker": False, "resolv_conf": "/dev/null",
+                                  "as_container": reference}, environ={})
         result = explain(config, snapshot, "db", "A", "127.0.0.1")
         assert result.answers and result.answers[0].split()[-1] == "10.20.0.2"
         assert result.client_note.startswith("loopback in sidecar mode: sees what container db")
         # web1 is on front, which db is not on; and db may not forward.
         assert explain(config, snapshot, "web1", "A", "127.0.0.1").rcode == "SERVFAIL"
     # By ID prefix (the records carry the 12-character ID, as Docker's do).
-    config = config_module.build({"docker": False, "as_container": "0123456789ab"}, environ={})
+    config = config_module.build({"docker": False, "resolv_conf": "/dev/null",
+                                  "as_container": "0123456789ab"}, environ={})
     assert explain(config, snapshot, "app", "A", "::1").answers[0].split()[-1] == "10.10.0.3"
     # A container on two networks: its sidecar sees both.
-    config = config_module.build({"docker": False, "as_container": "app"}, environ={})
+    config = config_module.build({"docker": False, "resolv_conf": "/dev/null",
+                                  "as_container": "app"}, environ={})
     assert explain(config, snapshot, "db", "A", "127.0.0.1").rcode == "NOERROR"
     assert explain(config, snapshot, "web1", "A", "127.0.0.1").rcode == "NOERROR"
     # Clients that are not on loopback keep their own view.
     assert explain(config, snapshot, "db", "A", "10.10.0.2").rcode == "SERVFAIL"
     # An unknown container: loopback sees no network at all, not every network.
-    config = config_module.build({"docker": False, "as_container": "ghost"}, environ={})
+    config = config_module.build({"docker": False, "resolv_conf": "/dev/null",
+                                  "as_container": "ghost"}, environ={})
     ghost = explain(config, snapshot, "web1", "A", "127.0.0.1")
     assert ghost.rcode == "SERVFAIL" and "no network" in ghost.client_note
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from discovery.registry.model import Record, SourcePart
 from discovery.registry.registry import Registry
-from resolver.answer.handler import AnswerSettings, QueryHandler
+from resolver.answer.handler import QueryHandler
+from resolver.answer.settings import AnswerSettings
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.net import addresses, ask
 

@@ -20,12 +20,13 @@ import dns.query
 import pytest
 from dnslib import RR, DNSRecord
 
-from resolver.answer.handler import ForwardedReply
+from resolver.answer.chain import ForwardedReply, Trace
 from resolver.answer.views import View
 from resolver.config import settings as config_module
-from resolver.config.settings import Config, HostPort
+from resolver.config.settings import Config
 from resolver.daemon.lifecycle import Daemon
 from resolver.dns import wire
+from resolver.dns.addresses import HostPort
 from resolver.ops.stats import SOURCE_FORWARD
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.net import addresses, ask, free_port, recv_framed
@@ -244,7 +245,7 @@ class SlowForwarder:
         self.answered = 0
 
     async def forward(self, query: wire.Query, packet: bytes, tcp: bool,
-                      view: View) -> ForwardedReply:
+                      view: View, trace: Trace | None = None) -> ForwardedReply:
         self.started += 1
         self.inflight += 1
         try:
@@ -277,7 +278,7 @@ def test_stop_drains_queries_in_flight_on_the_full_path(
         while sum(c.replies for c in clients) < 100 or forwarder.inflight == 0:
             await asyncio.sleep(0.01)
         in_flight_at_stop = forwarder.inflight
-        daemon._on_stop_signal(signal.SIGTERM)  # what the SIGTERM handler does
+        daemon.signals.on_stop(signal.SIGTERM)  # what the SIGTERM handler does
         await daemon.shutdown()
         return daemon, in_flight_at_stop
 

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from resolver.config import settings as config_module
-from resolver.config.settings import ConfigError, HostPort
+from resolver.config.settings import ConfigError
 from resolver.daemon import cli
+from resolver.dns.addresses import HostPort
 
 STACK = Path(__file__).resolve().parents[2] / "deploy" / "swarm-stack.yml"
 MANAGERS = "tcp://manager1.example:2376,tcp://manager2.example:2376"

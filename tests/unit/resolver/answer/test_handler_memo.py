@@ -11,8 +11,11 @@ import time
 import dns.message
 
 from discovery.registry.registry import Registry
-from resolver.answer.handler import AnswerSettings, QueryHandler
-from resolver.config.settings import Config, HostPort
+from resolver.answer.handler import QueryHandler
+from resolver.answer.settings import AnswerSettings
+from resolver.config.settings import Config
+from resolver.config.slices import forward_settings
+from resolver.dns.addresses import HostPort
 from resolver.forward.forwarder import UpstreamForwarder
 from tests.support.daemon import dockdns
 from tests.support.net import ask, free_port
@@ -42,7 +45,7 @@ def test_cache_hits_stay_in_the_memo_as_the_ttl_ticks_down() -> None:
                         upstreams=(HostPort(upstream.host, upstream.port),))
 
         async def scenario() -> list[dns.message.Message | None]:
-            forwarder = UpstreamForwarder(config, clock=clock)
+            forwarder = UpstreamForwarder(forward_settings(config), clock=clock)
             forwarder.start()
             handler = QueryHandler(Registry(), AnswerSettings(), forwarder=forwarder,
                                    clock=clock)

@@ -10,8 +10,9 @@ import dns.rdatatype
 
 from discovery.registry.model import SCOPE_SWARM, Client, Network, Record, Snapshot, SourcePart
 from discovery.registry.registry import Registry
-from resolver.answer.handler import AnswerSettings, QueryHandler
+from resolver.answer.handler import QueryHandler
 from resolver.answer.local import answer_local
+from resolver.answer.settings import AnswerSettings
 from resolver.answer.views import ViewTable
 from resolver.dns import wire
 

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from resolver.config import settings as config_module
-from resolver.config.settings import Config, HostPort
+from resolver.config.settings import Config
 from resolver.daemon import cli
+from resolver.dns.addresses import HostPort
 
 REPO = Path(__file__).resolve().parents[4]
 DEPLOY = REPO / "deploy"

@@ -7,8 +7,8 @@ import asyncio
 
 import dns.message
 
-from resolver.config.settings import HostPort
 from resolver.dns import wire
+from resolver.dns.addresses import HostPort
 from resolver.forward.transport import UpstreamUDP
 from tests.support.upstream import Behaviour, FaultServer
 

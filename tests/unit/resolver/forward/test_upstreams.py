@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from resolver.config import settings as config_module
-from resolver.config.settings import Config, ConfigError, ForwardZone, HostPort, parse_forward_zone
+from resolver.config.settings import Config, ConfigError
+from resolver.dns.addresses import HostPort
 from resolver.forward.health import UpstreamHealth
+from resolver.forward.settings import ForwardZone, parse_forward_zone
 from resolver.forward.upstreams import (
     UpstreamSource,
     build_table,

@@ -18,8 +18,9 @@ import pytest
 
 from discovery.registry.model import Record, SourcePart
 from discovery.registry.registry import Registry
-from resolver.answer.handler import AnswerSettings, QueryHandler
-from resolver.config.settings import HostPort
+from resolver.answer.handler import QueryHandler
+from resolver.answer.settings import AnswerSettings
+from resolver.dns.addresses import HostPort
 from resolver.serve import udp as udp_socket
 from resolver.serve.ratelimit import RateLimiter
 from resolver.serve.sockets import bind_udp

@@ -1,0 +1,96 @@
+"""The memo: ready-made wire replies per view, keyed by the query's bytes after its ID.
+
+This module owns the entry's layout (``MemoEntry``); the handler fills the memo on the full path,
+and the UDP and TCP listeners read it on the fast path by the entry's field names.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+from resolver.ops.logs import RateLimitedLog
+
+log = logging.getLogger("dockdns.views")
+limited = RateLimitedLog(log)
+
+# A local answer's ``until``: it is right until the registry changes (which drops the memo).
+NEVER_EXPIRES = math.inf
+
+# Makes a memo entry's reply right again once the time it was valid until has passed (a cached
+# answer's TTLs ticked down a second): for ``now``, (valid until, the reply minus its ID), or None
+# when the answer may not be given from the memo any more (it expired).
+Renewal = Callable[[float], tuple[float, bytes] | None]
+
+# The memo holds one entry per distinct query (bytes after the ID) per view and transport.
+# Well-behaved clients ask a few thousand distinct questions; the cap only bounds a flood of
+# unique names, after which the memo simply starts again (a rebuild costs one full-path answer
+# per name). 100,000 entries of a typical answer take ~35 MB (measured: ~350 bytes an entry).
+MEMO_LIMIT = 100_000
+# The same memo's bytes: keys and replies (every prebuilt order) plus ENTRY_OVERHEAD each. The
+# entry cap alone would let large answers (up to 64 KiB over TCP, from an upstream a client
+# picks by the names it asks) multiply ~35 MB two-hundredfold; this keeps a full memo of any
+# answers near the size a full memo of typical ones has.
+MEMO_BYTES = 32 << 20
+# What an entry costs beyond its key's and replies' bytes: two bytes headers, the entry tuple,
+# the reply iterator and the dict slot (measured ~230 bytes with CPython 3.11).
+ENTRY_OVERHEAD = 230
+# What a renewable entry (a cached answer) costs beyond that: the renewal closure and the parsed
+# query it keeps to render the reply again (measured ~800 bytes with CPython 3.11).
+RENEWAL_OVERHEAD = 800
+
+
+class MemoEntry(NamedTuple):
+    """One memoized answer. A NamedTuple: read on the hot path, where a field costs one index."""
+
+    until: float  # monotonic time it stays valid until (NEVER_EXPIRES for local answers)
+    replies: Iterator[bytes]  # the next wire reply minus its ID, in turn
+    slot: int  # the QueryStats slot it is counted under
+    renew: Renewal | None  # how to renew it once past its time, if it can be
+
+
+class Memo(dict[bytes, MemoEntry]):
+    """One view's memo for one transport, bounded in entries and bytes."""
+
+    __slots__ = ("used",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # What the memo holds, as counted by ``remember`` against MEMO_BYTES. An entry replaced
+        # under the same key (a forwarded answer memoized again once its TTL ticked) is counted
+        # again: the count only errs high, so the memo at worst starts again a little early.
+        self.used = 0
+
+    def remember(self, key: bytes, entry: MemoEntry, size: int) -> None:
+        """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies.
+        Called on the full path only: the memo hit path reads the dict and nothing else."""
+        used = self.used + len(key) + size + ENTRY_OVERHEAD
+        if len(self) >= MEMO_LIMIT or used > MEMO_BYTES:
+            limited.log(logging.DEBUG, "memo full (%d entries, %d bytes); starting it again",
+                        len(self), used)
+            self.clear()
+            used = len(key) + size + ENTRY_OVERHEAD
+        self[key] = entry
+        self.used = used
+
+    def renewed(self, key: bytes, entry: MemoEntry, now: float) -> MemoEntry | None:
+        """``entry`` (found under ``key``, past its time) made right for ``now`` and kept in its
+        place, or None when it cannot be renewed and the full path must answer.
+
+        Cached answers go past their time every second, when their TTLs tick: renewing re-renders
+        the reply from the cache entry it came from, which costs a fraction of the full path
+        (no parse, no task, no cache lookup), so a name asked all the time stays a memo hit. The
+        reply keeps its size, so the memo's byte count stands."""
+        renew = entry.renew
+        if renew is None:
+            return None
+        renewal = renew(now)
+        if renewal is None:
+            return None
+        until, reply = renewal
+        entry = MemoEntry(until, itertools.repeat(reply), entry.slot, renew)
+        self[key] = entry
+        return entry

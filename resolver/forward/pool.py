@@ -1,0 +1,73 @@
+"""The upstream pool: the transport towards every upstream, each one's health, the probes that
+bring one that is down back, and the per-upstream request counters the metrics read.
+
+The forward stage asks the pool; the pool knows nothing of questions, caches or clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from resolver.dns import wire
+from resolver.dns.addresses import HostPort
+from resolver.dns.upstream_message import probe_query
+from resolver.forward.health import UpstreamHealth
+from resolver.forward.transport import UpstreamUDP
+
+
+class UpstreamPool:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout  # one attempt's budget (--upstream-timeout)
+        self.health = UpstreamHealth()
+        self.udp = UpstreamUDP()
+        # Per (upstream, outcome): as many as upstreams ever configured times the few outcomes.
+        self.requests: dict[tuple[str, str], int] = {}
+        # At most one probe per configured upstream that is down.
+        self._probes: dict[HostPort, asyncio.Task[None]] = {}
+
+    def count(self, server: HostPort, outcome: str) -> None:
+        key = (str(server), outcome)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def forget_except(self, servers: set[HostPort]) -> None:
+        """Upstreams no longer configured (resolv.conf changed) lose their health state."""
+        self.health.forget_except(servers)
+
+    def probe_down(self) -> None:
+        """Start a probe for every upstream that is down and has none running."""
+        for server in self.health.down():
+            if server not in self._probes:
+                self._probes[server] = asyncio.get_running_loop().create_task(
+                    self._probe(server), name="upstream-probe")
+
+    async def _probe(self, server: HostPort) -> None:
+        try:
+            await self._ask_alive(server)
+        finally:
+            self._probes.pop(server, None)
+
+    async def _ask_alive(self, server: HostPort) -> None:
+        message = probe_query(0)
+        try:
+            exchange = await self.udp.send(server, message, message[wire.HEADER.size:])
+        except OSError:
+            return
+        try:
+            await asyncio.wait_for(exchange.future, self.timeout)
+        except TimeoutError:
+            return
+        finally:
+            exchange.cancel()
+        self.health.succeeded(server)
+
+    def probes(self) -> Iterable[asyncio.Task[None]]:
+        return list(self._probes.values())
+
+    async def close(self) -> None:
+        probes = list(self._probes.values())
+        for task in probes:
+            task.cancel()
+        if probes:
+            await asyncio.wait(probes)
+        await self.udp.close()
