@@ -25,7 +25,7 @@ import pytest
 
 from tests.support.daemon import REPO
 from tests.support.engine import IN_CI, Box, Lab, Question, _rootfs_tar, lab, wait_for
-from tests.support.image import docker_gid, dockdns_image
+from tests.support.image import dockdns_image, docker_gid
 from tests.support.net import addresses, free_port
 from tests.support.upstream import dnsmasq
 
