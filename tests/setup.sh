@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-debs=(docker.io busybox-static dnsutils dnsperf dnsmasq-base iproute2 util-linux procps)
+# python3.11-minimal and libpython3.11-stdlib: the interpreter `make image` puts in the image's
+# locally made base; docker-compose: Debian's Compose, which runs deploy/compose.yaml in the tests;
+# systemd: systemd-analyze, which verifies deploy/dockdns.service.
+debs=(docker.io busybox-static dnsutils dnsperf dnsmasq-base iproute2 util-linux procps
+      python3.11-minimal libpython3.11-stdlib docker-compose systemd)
 missing=()
 for deb in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")

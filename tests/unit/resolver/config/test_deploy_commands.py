@@ -26,10 +26,10 @@ DEPLOY = REPO / "deploy"
 EXAMPLE_TOML = DEPLOY / "dockdns.toml"
 
 
-def parse(argv: list[str]) -> Config:
+def parse(argv: list[str], environ: dict[str, str] | None = None) -> Config:
     """``argv`` as given to the ``dockdns`` command (``serve ...``, ``check NAME ...``)."""
     args = cli._parser().parse_args(argv)
-    return config_module.build(vars(args), environ={})
+    return config_module.build(vars(args), environ=environ or {})
 
 
 def dockerfile_instruction(name: str) -> list[str]:
@@ -40,28 +40,47 @@ def dockerfile_instruction(name: str) -> list[str]:
     raise AssertionError(f"no {name} in deploy/Dockerfile")
 
 
+def dockerfile_env() -> dict[str, str]:
+    """Every ``ENV KEY=VALUE ...`` of the Dockerfile (continuation lines joined)."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    return dict(pair.split("=", 1) for line in text.splitlines() if line.startswith("ENV ")
+                for pair in shlex.split(line[len("ENV "):]))
+
+
 def test_the_image_runs_serve_with_valid_defaults() -> None:
     assert dockerfile_instruction("ENTRYPOINT") == ["dockdns", "serve"]
-    config = parse(["serve", *dockerfile_instruction("CMD")])
+    # The image's defaults are DOCKDNS_* variables (the HEALTHCHECK reads the same one), so a
+    # container's arguments add to them instead of replacing them.
+    environ = {k: v for k, v in dockerfile_env().items() if k.startswith("DOCKDNS_")}
+    config = parse(["serve"], environ)
     assert config.listen == (HostPort("0.0.0.0", 53),)
     assert config.metrics_listen == HostPort("127.0.0.1", 9153)
+    healthcheck = (DEPLOY / "Dockerfile").read_text().split("\nHEALTHCHECK ", 1)[1]
+    assert "DOCKDNS_METRICS_LISTEN" in healthcheck.split("\nENTRYPOINT", 1)[0]
 
 
 def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    """The compose file as Compose reads it with no variable set: each ``${VAR:-default}`` is
+    its default."""
+    text = re.sub(r"\$\{(\w+)(:-([^}]*))?\}", lambda m: m.group(3) or "",
+                  (DEPLOY / "compose.yaml").read_text())
+    loaded: dict[str, Any] = yaml.safe_load(text)
     return loaded
 
 
 def test_compose_commands_are_valid_and_consistent() -> None:
     services = compose()["services"]
-    dockdns = {name: s for name, s in services.items() if s.get("image") == "dockdns"}
+    dockdns = {name: s for name, s in services.items() if s.get("image") == "dockdns:latest"}
     assert set(dockdns) == {"dockdns", "dockdns-sidecar"}
-    # The image's entrypoint is `dockdns serve`: a command is serve's arguments.
-    configs = {name: parse(["serve", *s["command"]]) for name, s in dockdns.items()}
+    # The image's entrypoint is `dockdns serve`: a command is serve's arguments, and the
+    # service's environment is the DOCKDNS_* layer.
+    configs = {name: parse(["serve", *s["command"]], s.get("environment") or {})
+               for name, s in dockdns.items()}
 
     # The app on the default bridge asks dockdns where it listens.
     host = configs["dockdns"]
     assert [HostPort(a, 53) for a in services["app"]["dns"]] == list(host.listen)
+    assert host.default_bridge_names  # else the default bridge has no names, as with Docker
 
     # The sidecar: in the app's namespace, on the address the app asks, as that container.
     sidecar = configs["dockdns-sidecar"]
@@ -76,9 +95,11 @@ def test_systemd_exec_start_is_valid() -> None:
     (exec_start,) = re.findall(r"^ExecStart=(.*)$", unit, re.MULTILINE)
     argv = shlex.split(exec_start)
     assert argv[0].endswith("/dockdns")
+    environ = dict(shlex.split(line)[0].split("=", 1)
+                   for line in re.findall(r"^Environment=(.*)$", unit, re.MULTILINE))
     # The unit reads the example file once installed; here the repository's copy.
-    argv = [str(EXAMPLE_TOML) if a == "/etc/dockdns/dockdns.toml" else a for a in argv[1:]]
-    config = parse(argv)
+    assert environ["DOCKDNS_CONFIG"] == "/etc/dockdns/dockdns.toml"
+    config = parse(argv[1:], {**environ, "DOCKDNS_CONFIG": str(EXAMPLE_TOML)})
     assert config.origins["listen"].startswith("config file")
     assert config.docker
 
