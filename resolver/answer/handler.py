@@ -19,6 +19,7 @@ from typing import Protocol
 
 from discovery.registry.model import IPNetwork, Snapshot
 from discovery.registry.registry import Registry
+from resolver.answer import chase
 from resolver.answer.local import LocalAnswer, answer_local
 from resolver.answer.views import RENEWAL_OVERHEAD, Renewal, View, ViewTable
 from resolver.dns import wire
@@ -62,6 +63,7 @@ class AnswerSettings:
     default_bridge_names: bool = False
     as_container: str | None = None  # sidecar mode: loopback clients see this container's view
     allow: tuple[IPNetwork, ...] = ()
+    host_names: bool = True  # answer host.docker.internal with the client's network gateway
 
 
 def answer_orders(answers: Sequence[bytes], shuffle: bool) -> list[Sequence[bytes]]:
@@ -99,7 +101,7 @@ class QueryHandler:
 
     def _views_for(self, snapshot: Snapshot) -> ViewTable:
         return ViewTable(snapshot, self.settings.default_bridge_names, self.settings.allow,
-                         self.settings.as_container)
+                         self.settings.as_container, self.settings.host_names)
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         # A new view table drops every memoized answer with the old views: nothing answered
@@ -152,7 +154,10 @@ class QueryHandler:
             return refused
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         local = answer_local(self.views.snapshot, view.networks, query,
-                             self.settings.ttl, self.settings.domain)
+                             self.settings.ttl, self.settings.domain, view.private, view.host)
+        if local is not None and local.chase is not None and view.forward \
+                and self.forwarder is not None:
+            return await self._reply_chased(packet, query, local, view, max_size, tcp)
         if local is not None:
             return self._reply_local(packet, query, local, view, max_size, tcp)
         if not view.forward or self.forwarder is None:
@@ -180,6 +185,24 @@ class QueryHandler:
                                        self.stats.memo_slot(slot), None), tcp,
                           sum(len(r) for r in replies))
         return replies[0]
+
+    async def _reply_chased(self, packet: bytes, query: wire.Query, local: LocalAnswer,
+                            view: View, max_size: int, tcp: bool) -> bytes:
+        """A static CNAME whose chain leaves the registry: the rest is asked of the forwarder
+        (cache included) and the reply is the chain followed by what the upstream said."""
+        assert self.forwarder is not None and local.chase is not None
+        chased_packet = chase.chase_query(local.chase, query.qtype)
+        forwarded = await self.forwarder.forward(wire.parse_query(chased_packet), chased_packet,
+                                                 tcp, view)
+        rcode, tail = chase.chased_answers(forwarded.reply)
+        reply = wire.build_reply(query, rcode, [*local.answers, *tail], max_size)
+        slot = self.stats.slot(query.qtype, rcode, forwarded.source)
+        self.stats.counts[slot] += 1
+        if forwarded.memo_until is not None and query.memoizable:
+            # Valid as long as the forwarded part is; its renewal would render only that part.
+            view.remember(packet[2:], (forwarded.memo_until, itertools.repeat(reply[2:]),
+                                       self.stats.memo_slot(slot), None), tcp, len(reply))
+        return reply
 
     async def answer(self, packet: bytes, client: str, tcp: bool) -> bytes | None:
         """Both paths, and the guarantee that nothing escapes: an internal error is SERVFAIL."""

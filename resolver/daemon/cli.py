@@ -57,6 +57,8 @@ async def _serve(config: Config, flags: Mapping[str, Any], worker: int = 0) -> i
         await daemon.serve()
     except StartupError as err:
         return _fail(str(err), EXIT_STARTUP)
+    except ConfigError as err:  # found once the registry is read (a static record's conflict)
+        return _fail(str(err), EXIT_CONFIG)
     return 0
 
 

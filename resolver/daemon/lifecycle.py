@@ -22,7 +22,13 @@ from discovery.registry.registry import Registry
 from resolver.answer.handler import AnswerSettings, QueryHandler
 from resolver.config import reload
 from resolver.config.settings import Config, ConfigError, HostPort
-from resolver.daemon.sources import Source, build_sources, docker_metrics, readiness
+from resolver.daemon.sources import (
+    Source,
+    build_sources,
+    docker_metrics,
+    readiness,
+    static_conflict,
+)
 from resolver.forward.forwarder import CacheCounters, UpstreamForwarder
 from resolver.ops.health import Health, SidecarCheck
 from resolver.ops.http import HTTPServer, Response
@@ -57,7 +63,8 @@ class StartupError(Exception):
 def answer_settings(config: Config) -> AnswerSettings:
     return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow,
                           as_container=config.as_container,
-                          default_bridge_names=config.default_bridge_names)
+                          default_bridge_names=config.default_bridge_names,
+                          host_names=config.host_names)
 
 
 def bind_problem(address: HostPort, err: OSError, what: str = "listen") -> str:
@@ -144,18 +151,23 @@ class Daemon:
         # never scan it again, which spares the loop pauses of ~80 ms.
         gc.freeze()
         try:
+            conflict = static_conflict(self.sources)
+            if conflict is not None:
+                raise ConfigError("records", conflict)
             await self._bind()
             await self._serve_http()
             if self.config.user is not None:
                 user = drop_to(self.config.user)
                 log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
-        except (StartupError, PrivilegeError) as err:
+        except (StartupError, PrivilegeError, ConfigError) as err:
             await self._close_listeners()
             for source in self.sources:
                 source.close()
             for task in list(self.tasks):
                 task.cancel()
             await self.forwarder.close()
+            if isinstance(err, ConfigError):
+                raise  # exit 2, as any other invalid setting
             raise StartupError(str(err)) from None
         self.health.listening = True
         self.forwarder.source.describe()
@@ -262,7 +274,7 @@ class Daemon:
         # Memoized answers depend on these; forwarding settings too (a private reverse zone newly
         # routed upstream must stop getting the memoized local NXDOMAIN).
         if {"ttl", "domain", "as_container", "allow", "default_bridge_names", "upstreams",
-                "forward_zones", "bogus_priv"} & set(applied):
+                "forward_zones", "bogus_priv", "host_names"} & set(applied):
             # Swaps the views in one assignment: queries keep being answered, from new memos.
             self.handler.reconfigure(answer_settings(merged))
         self.tcp_state.max_connections = merged.tcp_max

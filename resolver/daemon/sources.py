@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from discovery.docker.source import DockerSource, default_hosts
 from discovery.hosts.source import HostsSource
 from discovery.registry.registry import Registry
+from discovery.static.source import StaticSource
 from discovery.swarm.source import SwarmSource
 from resolver.config.settings import Config
 from resolver.ops.health import Readiness
@@ -122,7 +123,7 @@ class DockerEngine:
     /readyz and systemd's READY=1, and the dockdns_docker_* metrics."""
 
     def __init__(self, config: Config, registry: Registry, host: str) -> None:
-        self.source = DockerSource(registry, host, config.include_unhealthy)
+        self.source = DockerSource(registry, host, config.include_unhealthy, config.compat)
         self.name = self.source.name
         self.engine = host
 
@@ -147,7 +148,7 @@ class DockerEngine:
             raise LoadError(f"docker engine {self.engine}", f"unreachable: {self.source.error}")
 
     def reconfigure(self, config: Config) -> None:
-        self.source.set_include_unhealthy(config.include_unhealthy)
+        self.source.set_include_unhealthy(config.include_unhealthy, config.compat)
 
     def close(self) -> None:
         self.source.close()
@@ -176,6 +177,44 @@ class DockerEngine:
     @property
     def last_sync(self) -> float | None:
         return self.source.last_sync
+
+
+class StaticRecords:
+    """The ``records`` setting (discovery/static/) as a ``Source``: loaded at start, replaced on
+    SIGHUP unless a new record conflicts with a container name."""
+
+    name = "static"
+
+    def __init__(self, config: Config, registry: Registry) -> None:
+        self.static = StaticSource(registry, config.records)
+
+    async def start(self) -> None:
+        self.static.load()
+
+    async def run(self) -> None:
+        return None
+
+    async def load(self) -> None:
+        self.static.load()
+
+    def reconfigure(self, config: Config) -> None:
+        self.static.replace(config.records)
+
+    async def first_sync(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def static_conflict(sources: list[Source]) -> str | None:
+    """The first static record that conflicts with a container name, for the start-up check."""
+    for source in sources:
+        if isinstance(source, StaticRecords):
+            problems = source.static.conflicts()
+            if problems:
+                return problems[0]
+    return None
 
 
 SourceFactory = Callable[[Config, Registry], list[Source]]
@@ -240,7 +279,11 @@ def _docker_engines(config: Config, registry: Registry) -> list[Source]:
     return [DockerEngine(config, registry, host) for host in hosts]
 
 
-FACTORIES: list[SourceFactory] = [_hosts_files, _docker_engines, _swarm]
+def _static(config: Config, registry: Registry) -> list[Source]:
+    return [StaticRecords(config, registry)]  # always: SIGHUP may add records later
+
+
+FACTORIES: list[SourceFactory] = [_hosts_files, _docker_engines, _swarm, _static]
 
 
 def build_sources(config: Config, registry: Registry) -> list[Source]:

@@ -10,6 +10,7 @@ the configured upstreams, once, and shown as forwarded.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import socket
@@ -20,7 +21,7 @@ from dnslib import QTYPE, DNSRecord
 
 from discovery.registry.model import NameSet, Record, Snapshot
 from discovery.registry.registry import Registry
-from resolver.answer.local import answer_local
+from resolver.answer.local import HOST_NAME, answer_local
 from resolver.answer.views import View, ViewTable
 from resolver.config.settings import Config, HostPort
 from resolver.daemon.sources import LoadError, build_sources
@@ -194,7 +195,8 @@ def ask_upstream(upstream: HostPort, packet: bytes,
 def explain(config: Config, snapshot: Snapshot, name: str, qtype: str = "A",
             client: str = "127.0.0.1") -> Explanation:
     query, packet = make_query(name, qtype)
-    views = ViewTable(snapshot, allow=config.allow, as_container=config.as_container)
+    views = ViewTable(snapshot, config.default_bridge_names, allow=config.allow,
+                      as_container=config.as_container, host_names=config.host_names)
     view = views.for_client(client)
     result = Explanation(name, qtype.upper(), client, view,
                          describe_client(snapshot, views, client, view))
@@ -203,7 +205,8 @@ def explain(config: Config, snapshot: Snapshot, name: str, qtype: str = "A",
         result.origins = ["this client may not ask: not loopback, not on a Docker network, not "
                           "in --allow"]
         return result
-    local = answer_local(snapshot, view.networks, query, config.ttl, config.domain)
+    local = answer_local(snapshot, view.networks, query, config.ttl, config.domain,
+                         view.private, view.host)
     if local is not None:
         reply = wire.build_reply(query, local.rcode, list(local.answers), wire.MAX_TCP_SIZE,
                                  list(local.additional))
@@ -213,6 +216,11 @@ def explain(config: Config, snapshot: Snapshot, name: str, qtype: str = "A",
         result.origins = [record_origin(record) for record in records]
         if local.network:
             result.origins.insert(0, f"found on network {local.network}")
+        if not records and view.host and query.name.endswith(HOST_NAME):
+            result.origins = [f"{HOST_NAME}: the gateway of this client's own network "
+                              "(--host-names)"]
+        if local.chase is not None:
+            _chase(config, result, local.chase, qtype)
         return result
     if not view.forward:
         result.rcode = "SERVFAIL"
@@ -225,6 +233,18 @@ def explain(config: Config, snapshot: Snapshot, name: str, qtype: str = "A",
         result.origins.insert(0, f"{name} is on network {hidden}, which this client does not "
                                  f"see: not answered from the registry")
     return result
+
+
+def _chase(config: Config, result: Explanation, target: str, qtype: str) -> None:
+    """The rest of a static CNAME chain, asked upstream as the daemon's forwarder would."""
+    _, packet = make_query(target, qtype)
+    rest = Explanation(target, qtype, result.client, result.view, result.client_note)
+    _forward(config, rest, target, packet)
+    result.rcode = rest.rcode
+    result.answers += [line for line in rest.answers if not line.startswith(result.name)]
+    result.origins.append(f"CNAME target {target} is not in the registry: chased through the "
+                          "forwarder")
+    result.origins += rest.origins
 
 
 def _hidden_network(config: Config, snapshot: Snapshot, view: View,
@@ -291,8 +311,29 @@ def registry_entries(snapshot: Snapshot) -> list[Entry]:
     """Every (name, network) in the registry, sorted by name."""
     tables: list[tuple[str | None, Mapping[str, NameSet]]] = [
         *snapshot.by_network.items(), (None, snapshot.global_names)]
+    wild: list[tuple[str | None, Mapping[str, NameSet]]] = [
+        *snapshot.wild_by_network.items(), (None, snapshot.global_wild)]
     entries = [Entry(name, network, name_set.ipv4, name_set.ipv6, name_set.records)
                for network, names in tables for name, name_set in names.items()]
+    entries += [Entry(f"*.{suffix}", network, name_set.ipv4, name_set.ipv6, name_set.records)
+                for network, names in wild for suffix, name_set in names.items()]
+    # Names one client alone sees (--add-host, --link): listed once, with that client.
+    seen: set[tuple[str, int]] = set()
+    for client, names in snapshot.private.items():
+        for name, name_set in names.items():
+            if (name, id(name_set)) in seen:
+                continue
+            seen.add((name, id(name_set)))
+            entries.append(Entry(name, f"client {client}", name_set.ipv4, name_set.ipv6,
+                                 name_set.records))
+    # Static PTR records have no name of their own: listed under their reverse name.
+    for address, ptrs in snapshot.ptr.items():
+        for network, target, _ in ptrs:
+            static = [r for r in snapshot.records
+                      if r.source == "static" and r.ptr == target and address in r.ipv4 + r.ipv6]
+            if network is None and static:
+                entries.append(Entry(ipaddress.ip_address(address).reverse_pointer, None, (), (),
+                                     tuple(static)))
     entries.sort(key=lambda e: (e.name, e.network or ""))
     return entries
 
