@@ -246,7 +246,11 @@ def _cname_answer(snapshot: Snapshot, networks: Sequence[str], found: Found, que
         return LocalAnswer(wire.NOERROR, tuple(answers), records=records, network=found.network)
     qtype = query.qtype
     family = 4 if qtype == wire.TYPE_A else 6 if qtype == wire.TYPE_AAAA else 0
+    seen = {query.name}
     for _ in range(MAX_CHAIN):
+        if target in seen:
+            break  # a loop of static CNAMEs: answered with what it went through once
+        seen.add(target)
         holder, exists = find(snapshot, networks, target, family, private)
         if holder is None and exists:
             holder, _ = find(snapshot, networks, target, 0, private)
