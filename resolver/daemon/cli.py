@@ -82,7 +82,7 @@ def _check(config: Config, args: argparse.Namespace) -> int:
 def _registry(config: Config, args: argparse.Namespace) -> int:
     from resolver.ops import explain
 
-    print(explain.registry_text(_loaded(config), args.json))
+    print(explain.registry_text(_loaded(config), args.json, config.host_names))
     return 0
 
 

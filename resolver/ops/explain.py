@@ -307,8 +307,9 @@ class Entry:
                             for r in self.records]}
 
 
-def registry_entries(snapshot: Snapshot) -> list[Entry]:
-    """Every (name, network) in the registry, sorted by name."""
+def registry_entries(snapshot: Snapshot, host_names: bool = False) -> list[Entry]:
+    """Every (name, network) in the registry, sorted by name; with ``host_names``,
+    host.docker.internal on every network that has a gateway."""
     tables: list[tuple[str | None, Mapping[str, NameSet]]] = [
         *snapshot.by_network.items(), (None, snapshot.global_names)]
     wild: list[tuple[str | None, Mapping[str, NameSet]]] = [
@@ -334,12 +335,17 @@ def registry_entries(snapshot: Snapshot) -> list[Entry]:
             if network is None and static:
                 entries.append(Entry(ipaddress.ip_address(address).reverse_pointer, None, (), (),
                                      tuple(static)))
+    if host_names:
+        entries += [Entry(HOST_NAME, network.name,
+                          tuple(a for a in network.gateways if ":" not in a),
+                          tuple(a for a in network.gateways if ":" in a), ())
+                    for network in snapshot.networks.values() if network.gateways]
     entries.sort(key=lambda e: (e.name, e.network or ""))
     return entries
 
 
-def registry_text(snapshot: Snapshot, as_json: bool) -> str:
-    entries = registry_entries(snapshot)
+def registry_text(snapshot: Snapshot, as_json: bool, host_names: bool = False) -> str:
+    entries = registry_entries(snapshot, host_names)
     if as_json:
         return json.dumps({"generation": snapshot.generation,
                            "names": [entry.to_json() for entry in entries]}, indent=2)
@@ -347,7 +353,8 @@ def registry_text(snapshot: Snapshot, as_json: bool) -> str:
     for entry in entries:
         network = entry.network or "(every network)"
         addresses = ", ".join(entry.ipv4 + entry.ipv6) or "(no address)"
-        origins = ", ".join(record.origin or record.source for record in entry.records)
+        origins = ", ".join(record.origin or record.source for record in entry.records) or \
+            ("the network's gateway (--host-names)" if entry.name == HOST_NAME else "")
         lines.append(f"{entry.name}\t{network}\t{addresses}\t{origins}")
     lines.append(f"{len(entries)} names")
     return "\n".join(lines)
