@@ -24,7 +24,7 @@ import dns.reversename
 import pytest
 
 from tests.integration.test_config import run
-from tests.support.daemon import REPO, RunningDaemon, command, dockdns
+from tests.support.daemon import REPO, RunningDaemon, command, dockdns, http_get
 from tests.support.engine import IMAGE, Box, Lab, Question, lab, wait_for
 from tests.support.net import free_port
 from tests.support.quiet_upstream import refusing_upstream
@@ -302,3 +302,25 @@ def test_static_record_conflicting_with_a_container_name(setup: Setup, tmp_path:
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: "invalid setting 'records'" in daemon.log(), message="the refusal")
         assert daemon.sees("dn-static.test") == {ip(setup, "dn-wild")}
+
+
+# --- the memo fast path -----------------------------------------------------------------------
+
+def memo_hits(daemon: RunningDaemon) -> float:
+    assert daemon.metrics_port is not None
+    _, _, body = http_get(daemon.metrics_port, "/metrics")
+    (line,) = [line for line in body.splitlines() if line.startswith("dockdns_memo_hits")]
+    return float(line.split()[-1])
+
+
+def test_memo_serves_the_new_names(setup: Setup) -> None:
+    questions = [("dn-client", "z.dn-wild", "A"), ("dn-hosts", "dn-extra.test", "A"),
+                 ("dn-client", "host.docker.internal", "A"), ("dn-client", "dn-shop.test", "A"),
+                 ("dn-client", "_http._tcp.dn-srv", "SRV"), ("dn-client", "dn-web.dn-proj", "A"),
+                 ("dn-linker", "dn-lnk", "A")]
+    for box, name, rdtype in questions:
+        first = ask(setup, box, name, rdtype)
+        before = memo_hits(setup.daemon)
+        again = ask(setup, box, name, rdtype)
+        assert memo_hits(setup.daemon) == before + 1, name
+        assert rdatas(again) == rdatas(first) and rdatas(first), name
