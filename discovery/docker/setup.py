@@ -19,7 +19,7 @@ class DockerEngine:
     /readyz and systemd's READY=1, and the dockdns_docker_* metrics."""
 
     def __init__(self, settings: DiscoverySettings, registry: Registry, host: str) -> None:
-        self.source = DockerSource(registry, host, settings.include_unhealthy)
+        self.source = DockerSource(registry, host, settings.include_unhealthy, settings.compat)
         self.name = self.source.name
         self.engine = host
 
@@ -44,7 +44,7 @@ class DockerEngine:
             raise LoadError(f"docker engine {self.engine}", f"unreachable: {self.source.error}")
 
     def reconfigure(self, settings: DiscoverySettings) -> None:
-        self.source.set_include_unhealthy(settings.include_unhealthy)
+        self.source.set_include_unhealthy(settings.include_unhealthy, settings.compat)
 
     def close(self) -> None:
         self.source.close()

@@ -31,12 +31,14 @@ from typing import Any, Protocol
 import docker
 import docker.errors
 
+from discovery.docker.conventions import COMPAT_ALL
 from discovery.docker.engine_socket import DEFAULT_ENGINE, check_unix_socket
 from discovery.docker.events import EVENT_FILTERS, DockerEvent, EventPump
 from discovery.docker.inspection import (
     ContainerEntries,
     Inspect,
     container_entries,
+    cross_records,
     network_from_inspect,
 )
 from discovery.registry.model import Network, SourcePart
@@ -108,8 +110,10 @@ class DockerSource:
     ``events_total``, ``last_sync`` (wall-clock time of the last full listing), ``last_event``.
     """
 
-    def __init__(self, registry: Registry, host: str, include_unhealthy: bool = False) -> None:
+    def __init__(self, registry: Registry, host: str, include_unhealthy: bool = False,
+                 compat: tuple[str, ...] = COMPAT_ALL) -> None:
         self.registry = registry
+        self.compat = compat
         self.host = host
         self.name = f"docker:{host}"
         self.include_unhealthy = include_unhealthy
@@ -301,7 +305,8 @@ class DockerSource:
     # --- state -> registry --------------------------------------------------------------------
 
     def _entries_for(self, data: Inspect) -> ContainerEntries:
-        return container_entries(data, self._networks, self.include_unhealthy, self.name)
+        return container_entries(data, self._networks, self.include_unhealthy, self.name,
+                                 self.compat)
 
     def replace(self, listing: Listing) -> None:
         """Take a full listing (a new session) as the whole state."""
@@ -310,9 +315,12 @@ class DockerSource:
         self._entries = {cid: self._entries_for(data) for cid, data in self._containers.items()}
         self._publish()
 
-    def set_include_unhealthy(self, include: bool) -> None:
-        if include != self.include_unhealthy:
+    def set_include_unhealthy(self, include: bool,
+                              compat: tuple[str, ...] | None = None) -> None:
+        compat = self.compat if compat is None else compat
+        if include != self.include_unhealthy or compat != self.compat:
             self.include_unhealthy = include
+            self.compat = compat
             self._entries = {cid: self._entries_for(data)
                              for cid, data in self._containers.items()}
             self._publish()
@@ -321,7 +329,8 @@ class DockerSource:
         entries = [self._entries[cid] for cid in sorted(self._entries)]
         return SourcePart(
             networks=tuple(self._networks[name] for name in sorted(self._networks)),
-            records=tuple(r for e in entries for r in e.records),
+            records=(*(r for e in entries for r in e.records),
+                     *cross_records(entries, self._networks)),
             clients=tuple(c for e in entries for c in e.clients),
         )
 

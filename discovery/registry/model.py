@@ -33,6 +33,8 @@ class Network:
     # Docker's default "bridge" network: Docker gives its members no names at all.
     default_bridge: bool = False
     source: str = ""
+    # The network's gateway addresses: what `host.docker.internal` answers its members.
+    gateways: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,18 @@ class Record:
     srv: tuple[tuple[str, int], ...] = ()  # (protocol, port) pairs, e.g. ("tcp", 80)
     srv_target: str | None = None  # the name SRV answers point at
     origin: str = ""  # where this came from, for `dockdns check` and logs
-    source: str = ""  # which kind of source made it: "hosts", "docker", "swarm"
+    source: str = ""  # which kind of source made it: "hosts", "docker", "swarm", "static"
+    # A name "*.SUFFIX" in ``names`` is a wildcard owner: it answers every name below SUFFIX
+    # that no exact name holds (the most specific suffix wins).
+    ttl: int | None = None  # this record's TTL (forward and PTR); None: the --ttl setting
+    # Named SRV services ("_http._tcp", port) from the dockdns.srv label.
+    srv_names: tuple[tuple[str, int], ...] = ()
+    # Only queries from these addresses see the record (a container's --add-host and --link
+    # names, which Docker writes into that one container's /etc/hosts); empty: as ``network``.
+    clients: tuple[str, ...] = ()
+    cname: str | None = None  # a static CNAME: the names are aliases of this target
+    # Static records of other types: (type code, rdata in wire form).
+    data: tuple[tuple[int, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,10 @@ class SourcePart:
     networks: tuple[Network, ...] = ()
     records: tuple[Record, ...] = ()
     clients: tuple[Client, ...] = ()
+
+
+# A PTR answer: (the network it is visible on, None for every network; the target; its TTL).
+PtrEntry = tuple[str | None, str, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +146,16 @@ def _name_sets(records: Iterable[Record]) -> dict[str, NameSet]:
     return sets
 
 
+def _split_wild(sets: dict[str, NameSet]) -> tuple[dict[str, NameSet], dict[str, NameSet]]:
+    """Exact names, and wildcard owners keyed by their suffix. Wildcards are rare: the common
+    case costs one scan of the names and no copy."""
+    wild_names = [name for name in sets if name.startswith("*.")]
+    if not wild_names:
+        return sets, {}
+    wild = {name[2:]: sets.pop(name) for name in wild_names}
+    return sets, wild
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The whole registry at one moment, with the indexes the answer logic reads."""
@@ -139,7 +166,12 @@ class Snapshot:
     clients: Mapping[str, Client]
     by_network: Mapping[str, Mapping[str, NameSet]] = field(default_factory=dict)
     global_names: Mapping[str, NameSet] = field(default_factory=dict)
-    ptr: Mapping[str, tuple[tuple[str | None, str], ...]] = field(default_factory=dict)
+    ptr: Mapping[str, tuple[PtrEntry, ...]] = field(default_factory=dict)
+    # Wildcard owners by the suffix below which they answer ("*.web" under "web").
+    wild_by_network: Mapping[str, Mapping[str, NameSet]] = field(default_factory=dict)
+    global_wild: Mapping[str, NameSet] = field(default_factory=dict)
+    # Names only one client address sees: address -> name -> holders.
+    private: Mapping[str, Mapping[str, NameSet]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, generation: int, parts: Iterable[SourcePart]) -> Snapshot:
@@ -163,25 +195,40 @@ class Snapshot:
                     merged = tuple(dict.fromkeys(known.networks + client.networks))
                     clients[client.address] = Client(client.address, merged, known.container)
         per_network: dict[str | None, list[Record]] = {}
-        ptr: dict[str, list[tuple[str | None, str]]] = {}
+        ptr: dict[str, list[PtrEntry]] = {}
+        per_client: dict[str, list[Record]] = {}
         for record in records:
+            if record.clients:
+                for address in record.clients:
+                    per_client.setdefault(address, []).append(record)
+                continue
             per_network.setdefault(record.network, []).append(record)
             if record.ptr:
                 for address in record.ipv4 + record.ipv6:
                     entries = ptr.setdefault(address, [])
-                    if (record.network, record.ptr) not in entries:
-                        entries.append((record.network, record.ptr))
+                    entry = (record.network, record.ptr, record.ttl)
+                    if all(e[:2] != entry[:2] for e in entries):
+                        entries.append(entry)
         global_records = per_network.pop(None, [])
+        by_network: dict[str, dict[str, NameSet]] = {}
+        wild_by_network: dict[str, dict[str, NameSet]] = {}
+        for network_name, group in per_network.items():
+            if network_name is not None:
+                by_network[network_name], wild = _split_wild(_name_sets(group))
+                if wild:
+                    wild_by_network[network_name] = wild
+        global_names, global_wild = _split_wild(_name_sets(global_records))
         return cls(
             generation=generation,
             networks=networks,
             records=tuple(records),
             clients=clients,
-            by_network={
-                name: _name_sets(group) for name, group in per_network.items() if name is not None
-            },
-            global_names=_name_sets(global_records),
+            by_network=by_network,
+            global_names=global_names,
             ptr={address: tuple(entries) for address, entries in ptr.items()},
+            wild_by_network=wild_by_network,
+            global_wild=global_wild,
+            private={address: _name_sets(group) for address, group in per_client.items()},
         )
 
     @classmethod
@@ -189,4 +236,7 @@ class Snapshot:
         return cls.build(0, ())
 
     def name_count(self) -> int:
-        return len(self.global_names) + sum(len(names) for names in self.by_network.values())
+        return (len(self.global_names) + len(self.global_wild)
+                + sum(len(names) for names in self.by_network.values())
+                + sum(len(names) for names in self.wild_by_network.values())
+                + sum(len(names) for names in self.private.values()))

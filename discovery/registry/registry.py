@@ -26,6 +26,9 @@ class Registry:
     def part(self, source: str) -> SourcePart | None:
         return self._parts.get(source)
 
+    def sources(self) -> list[str]:
+        return sorted(self._parts)
+
     def update(self, source: str, part: SourcePart) -> bool:
         """Replace what ``source`` contributes; rebuild and publish only if something changed."""
         if self._parts.get(source) == part:

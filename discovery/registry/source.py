@@ -16,6 +16,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from discovery.docker.conventions import COMPAT_ALL
+from discovery.static.records import StaticRecord
+
 
 @dataclass(frozen=True, slots=True)
 class DiscoverySettings:
@@ -28,6 +31,8 @@ class DiscoverySettings:
     swarm: bool = True
     swarm_managers: tuple[str, ...] = ()
     swarm_refresh: float = 2.0
+    compat: tuple[str, ...] = COMPAT_ALL  # other tools' conventions the Docker source honours
+    records: tuple[StaticRecord, ...] = ()
 
 
 # How long `dockdns check` / `dockdns registry` wait for an engine's first listing (every source

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from discovery.registry.model import Snapshot
 from discovery.registry.registry import Registry
+from resolver.answer import chase
 from resolver.answer.chain import ForwardedReply, Trace
 from resolver.answer.local import LocalAnswer, answer_local
 from resolver.answer.memo import NEVER_EXPIRES, RENEWAL_OVERHEAD, MemoEntry
@@ -76,7 +77,7 @@ class QueryHandler:
 
     def _views_for(self, snapshot: Snapshot) -> ViewTable:
         return ViewTable(snapshot, self.settings.default_bridge_names, self.settings.allow,
-                         self.settings.as_container)
+                         self.settings.as_container, self.settings.host_names)
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         # A new view table drops every memoized answer with the old views: nothing answered
@@ -137,10 +138,17 @@ class QueryHandler:
             return refused
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         local = answer_local(self.views.snapshot, view.networks, query,
-                             self.settings.ttl, self.settings.domain)
+                             self.settings.ttl, self.settings.domain, view.private, view.host)
         if trace is not None:
             trace.note("registry", "answered here" if local is not None else
-                          "not in the registry for this client's networks")
+                       "not in the registry for this client's networks")
+        if local is not None and local.chase is not None and view.forward \
+                and self.forwarder is not None:
+            if trace is not None:
+                trace.local = local
+                trace.note("registry", f"a CNAME leaving the registry: {local.chase} is asked "
+                                       "of the forward chain")
+            return await self._reply_chased(packet, query, local, view, max_size, tcp, trace)
         if local is not None:
             if trace is not None:
                 trace.local = local
@@ -176,6 +184,25 @@ class QueryHandler:
                                                 self.stats.memo_slot(slot), None), tcp,
                           sum(len(r) for r in replies))
         return replies[0]
+
+    async def _reply_chased(self, packet: bytes, query: wire.Query, local: LocalAnswer,
+                            view: View, max_size: int, tcp: bool,
+                            trace: Trace | None = None) -> bytes:
+        """A static CNAME whose chain leaves the registry: the rest is asked of the forwarder
+        (cache included) and the reply is the chain followed by what the upstream said."""
+        assert self.forwarder is not None and local.chase is not None
+        chased_packet = chase.chase_query(local.chase, query.qtype)
+        forwarded = await self.forwarder.forward(wire.parse_query(chased_packet), chased_packet,
+                                                 tcp, view, trace)
+        rcode, tail = chase.chased_answers(forwarded.reply)
+        reply = wire.build_reply(query, rcode, [*local.answers, *tail], max_size)
+        slot = self.stats.slot(query.qtype, rcode, forwarded.source)
+        self.stats.counts[slot] += 1
+        if forwarded.memo_until is not None and query.memoizable:
+            # Valid as long as the forwarded part is; its renewal would render only that part.
+            view.remember(packet[2:], MemoEntry(forwarded.memo_until, itertools.repeat(reply[2:]),
+                                                self.stats.memo_slot(slot), None), tcp, len(reply))
+        return reply
 
     async def answer(self, packet: bytes, client: str, tcp: bool) -> bytes | None:
         """Both paths, and the guarantee that nothing escapes: an internal error is SERVFAIL."""

@@ -15,3 +15,4 @@ class AnswerSettings:
     default_bridge_names: bool = False
     as_container: str | None = None  # sidecar mode: loopback clients see this container's view
     allow: tuple[IPNetwork, ...] = ()
+    host_names: bool = True  # answer host.docker.internal with the client's network gateway

@@ -25,6 +25,9 @@ limited = RateLimitedLog(log)
 # each): 65,536 covers a /16 of containers, and past it the table starts again, so a flood from
 # spoofed sources costs lookups (one ACL check per new address), never memory.
 CLIENT_LIMIT = 65_536
+# How views are shared: by networks seen, forwarding, refusal, private names' owner and what
+# host.docker.internal answers.
+ViewKey = tuple[tuple[str, ...], bool, bool, str | None, tuple[str, ...]]
 
 
 @dataclass(eq=False, slots=True)
@@ -33,6 +36,10 @@ class View:
     forward: bool  # whether names outside the registry may be forwarded
     refused: bool = False
     container: str = ""  # the container this view belongs to, for logs and `dockdns check`
+    # The client address whose own names (--add-host, --link) this view answers, if it has any:
+    # such a view belongs to that one address, so its memo is its own.
+    private: str | None = None
+    host: tuple[str, ...] = ()  # what host.docker.internal answers (its network's gateway)
     memo_udp: Memo = field(default_factory=Memo)
     memo_tcp: Memo = field(default_factory=Memo)
 
@@ -56,13 +63,16 @@ class ViewTable:
     """Views for one snapshot; a new table is made whenever the snapshot changes."""
 
     def __init__(self, snapshot: Snapshot, default_bridge_names: bool = False,
-                 allow: Sequence[IPNetwork] = (), as_container: str | None = None) -> None:
+                 allow: Sequence[IPNetwork] = (), as_container: str | None = None,
+                 host_names: bool = False) -> None:
         self.snapshot = snapshot
         self._default_bridge_names = default_bridge_names
+        self._host_names = host_names
         self.by_client: dict[str, View] = {}
-        self._interned: dict[tuple[tuple[str, ...], bool, bool], View] = {}
+        self._interned: dict[ViewKey, View] = {}
         visible = [n for n in snapshot.networks.values() if self._names_visible(n)]
-        self.host_view = self._intern(lookup_order(visible), forward=True)
+        self._host_order = lookup_order(visible)
+        self.host_view = self._intern(self._host_order, forward=True)
         self.refused_view = self._intern((), forward=False, refused=True)
         # Who may ask at all: the subnets of every known network (containers, also on the
         # default bridge, use dockdns for forwarding) and what the operator added.
@@ -98,13 +108,34 @@ class ViewTable:
         return self._default_bridge_names or not network.default_bridge
 
     def _intern(self, networks: tuple[str, ...], forward: bool, refused: bool = False,
-                container: str = "") -> View:
-        key = (networks, forward, refused)
+                container: str = "", private: str | None = None,
+                host: tuple[str, ...] = ()) -> View:
+        key = (networks, forward, refused, private, host)
         view = self._interned.get(key)
         if view is None:
-            view = View(networks, forward, refused, container)
+            view = View(networks, forward, refused, container, private, host)
             self._interned[key] = view
         return view
+
+    def host_addresses(self, address: str) -> tuple[str, ...]:
+        """What ``host.docker.internal`` answers ``address``: the gateway of the network whose
+        subnet holds it (the host as that client reaches it); loopback for loopback."""
+        if not self._host_names:
+            return ()
+        if is_loopback(address):
+            return ("127.0.0.1", "::1")
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return ()
+        for network in self.snapshot.networks.values():
+            if network.gateways and any(ip.version == subnet.version and ip in subnet
+                                        for subnet in network.subnets):
+                return network.gateways
+        return ()
+
+    def _private(self, address: str) -> str | None:
+        return address if address in self.snapshot.private else None
 
     def for_client(self, address: str) -> View:
         view = self.by_client.get(address)
@@ -122,7 +153,11 @@ class ViewTable:
             return self.sidecar_view
         client = self.snapshot.clients.get(address)
         if client is None:
-            return self.host_view
+            host = self.host_addresses(address)
+            private = self._private(address)
+            if not host and private is None:
+                return self.host_view
+            return self._intern(self._host_order, True, private=private, host=host)
         return self._client_view(client)
 
     def _sidecar_view(self, reference: str) -> View:
@@ -142,7 +177,9 @@ class ViewTable:
         # Docker's CVE-2024-29018 rule: a container only on internal networks must not reach
         # the outside world through its resolver.
         forward = not attached or not all(n.internal for n in attached)
-        return self._intern(lookup_order(visible), forward, container=client.container)
+        return self._intern(lookup_order(visible), forward, container=client.container,
+                            private=self._private(client.address),
+                            host=self.host_addresses(client.address))
 
 
 def _same_container(reference: str, container: str) -> bool:

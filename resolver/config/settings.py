@@ -19,7 +19,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from discovery.docker.conventions import COMPAT_ALL
 from discovery.registry.model import IPNetwork
+from discovery.static.records import StaticRecord
+from discovery.static.records import parse as parse_record
 from resolver.dns.addresses import HostPort, parse_hostport
 from resolver.forward.settings import ForwardZone, parse_forward_zone
 from resolver.serve.settings import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
@@ -78,6 +81,11 @@ class Config:
     swarm_refresh: float = 2.0
     workers: int = 1
     rate_limit: float = 0.0
+    # Names beyond Docker's (README "Names Docker's resolver never gave"): host.docker.internal,
+    # other tools' label conventions, static records.
+    host_names: bool = True
+    compat: tuple[str, ...] = COMPAT_ALL
+    records: tuple[StaticRecord, ...] = ()
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -317,6 +325,18 @@ SETTINGS: tuple[Setting, ...] = (
             area="daemon", live=False),
 )
 
+SETTINGS += (
+    Setting("host_names", _bool, "answer host.docker.internal with the gateway of the asking "
+            "client's own network", area="answer", memo=True),
+    Setting("compat", _choice("none", *COMPAT_ALL), "other tools' conventions to honour: "
+            "dnsdock (com.dnsdock.* labels), proxy (VIRTUAL_HOST, Traefik Host rules); "
+            "'none' for neither (repeatable or comma-separated)", many=True,
+            metavar="none|dnsdock|proxy", area="discovery"),
+    Setting("records", parse_record, "a static record, 'NAME TYPE DATA' (A, AAAA, CNAME, TXT, "
+            "MX, SRV, PTR; repeatable; [[records]] tables in TOML)", flag="--record", many=True,
+            metavar="'NAME TYPE DATA'", area="discovery"),
+)
+
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 
@@ -325,8 +345,13 @@ def _parse_setting(setting: Setting, value: Any, origin: str) -> Any:
         if isinstance(value, dict):
             raise ValueError("a TOML table is not a value here; settings are top-level keys")
         if setting.many:
-            if isinstance(value, str) and origin.startswith("environment"):
+            if isinstance(value, str) and (origin.startswith("environment")
+                                           or setting.key == "compat"):
                 value = [part for part in value.split(",") if part.strip()]
+            if setting.key == "compat" and isinstance(value, list | tuple):
+                # --compat dnsdock,proxy as one flag, or --compat dnsdock --compat proxy.
+                value = [p for item in value for p in
+                         (item.split(",") if isinstance(item, str) else [item]) if str(p).strip()]
             if not isinstance(value, list | tuple):
                 raise ValueError(f"expected a list, got {type(value).__name__}")
             return tuple(setting.parse(item) for item in value)
@@ -408,6 +433,8 @@ def validate(config: Config) -> None:
     for path in config.hosts_files:
         if Path(path).is_dir():
             raise ConfigError("hosts_files", f"{path} is a directory")
+    if "none" in config.compat and len(config.compat) > 1:
+        raise ConfigError("compat", "'none' cannot be combined with a convention")
     if config.cache_min_ttl > config.cache_max_ttl:
         raise ConfigError("cache_min_ttl", f"{config.cache_min_ttl} is above cache_max_ttl "
                           f"{config.cache_max_ttl}")
@@ -420,7 +447,7 @@ def setting_keys() -> list[str]:
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
-    if isinstance(value, HostPort):
+    if isinstance(value, HostPort | StaticRecord):
         return str(value)
     return value
 

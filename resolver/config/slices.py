@@ -17,7 +17,8 @@ from resolver.serve.settings import TCPSettings
 def answer_settings(config: Config) -> AnswerSettings:
     return AnswerSettings(ttl=config.ttl, domain=config.domain, allow=config.allow,
                           as_container=config.as_container,
-                          default_bridge_names=config.default_bridge_names)
+                          default_bridge_names=config.default_bridge_names,
+                          host_names=config.host_names)
 
 
 def forward_settings(config: Config) -> ForwardSettings:
@@ -38,4 +39,5 @@ def discovery_settings(config: Config) -> DiscoverySettings:
     return DiscoverySettings(
         hosts_files=config.hosts_files, docker=config.docker, docker_hosts=config.docker_hosts,
         include_unhealthy=config.include_unhealthy, swarm=config.swarm,
-        swarm_managers=config.swarm_managers, swarm_refresh=config.swarm_refresh)
+        swarm_managers=config.swarm_managers, swarm_refresh=config.swarm_refresh,
+        compat=config.compat, records=config.records)

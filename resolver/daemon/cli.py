@@ -57,6 +57,8 @@ async def _serve(config: Config, flags: Mapping[str, Any], worker: int = 0) -> i
         await daemon.serve()
     except StartupError as err:
         return _fail(str(err), EXIT_STARTUP)
+    except ConfigError as err:  # found once the registry is read (a static record's conflict)
+        return _fail(str(err), EXIT_CONFIG)
     return 0
 
 
@@ -80,7 +82,7 @@ def _check(config: Config, args: argparse.Namespace) -> int:
 def _registry(config: Config, args: argparse.Namespace) -> int:
     from resolver.ops import explain
 
-    print(explain.registry_text(_loaded(config), args.json))
+    print(explain.registry_text(_loaded(config), args.json, config.host_names))
     return 0
 
 

@@ -21,6 +21,7 @@ from resolver.config import reload, slices
 from resolver.config.settings import Config, ConfigError
 from resolver.daemon.build import build
 from resolver.daemon.signals import StopSignals
+from resolver.daemon.sources import static_conflict
 from resolver.ops.endpoints import routes
 from resolver.ops.http import HTTPServer
 from resolver.ops.logs import configure
@@ -100,18 +101,23 @@ class Daemon:
         # never scan it again, which spares the loop pauses of ~80 ms.
         gc.freeze()
         try:
+            conflict = static_conflict(self.sources)
+            if conflict is not None:
+                raise ConfigError("records", conflict)
             await self._bind()
             await self._serve_http()
             if self.config.user is not None:
                 user = drop_to(self.config.user)
                 log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
-        except (StartupError, PrivilegeError) as err:
+        except (StartupError, PrivilegeError, ConfigError) as err:
             await self._close_listeners()
             for source in self.sources:
                 source.close()
             for task in list(self.tasks):
                 task.cancel()
             await self.forwarder.close()
+            if isinstance(err, ConfigError):
+                raise  # exit 2, as any other invalid setting
             raise StartupError(str(err)) from None
         self.health.listening = True
         self.forwarder.source.describe()

@@ -14,13 +14,16 @@ from discovery.docker import setup as docker_setup
 from discovery.hosts import setup as hosts_setup
 from discovery.registry.registry import Registry
 from discovery.registry.source import DiscoverySettings, Source
+from discovery.static import setup as static_setup
+from discovery.static.setup import StaticRecords
 from discovery.swarm import setup as swarm_setup
 from resolver.ops.health import Readiness
 from resolver.ops.metrics import DockerMetrics
 
 SourceSetup = Callable[[DiscoverySettings, Registry], list[Source]]
 
-SETUPS: list[SourceSetup] = [hosts_setup.setup, docker_setup.setup, swarm_setup.setup]
+SETUPS: list[SourceSetup] = [hosts_setup.setup, docker_setup.setup, swarm_setup.setup,
+                             static_setup.setup]
 
 
 def build_sources(settings: DiscoverySettings, registry: Registry) -> list[Source]:
@@ -33,3 +36,13 @@ def readiness(sources: list[Source]) -> list[Readiness]:
 
 def docker_metrics(sources: list[Source]) -> list[DockerMetrics]:
     return [source for source in sources if isinstance(source, DockerMetrics)]
+
+
+def static_conflict(sources: list[Source]) -> str | None:
+    """The first static record that conflicts with a container name, for the start-up check."""
+    for source in sources:
+        if isinstance(source, StaticRecords):
+            problems = source.static.conflicts()
+            if problems:
+                return problems[0]
+    return None

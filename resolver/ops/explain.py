@@ -10,6 +10,7 @@ resolv.conf), once.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from discovery.registry.model import NameSet, Record, Snapshot
 from discovery.registry.registry import Registry
 from discovery.registry.source import LoadError
 from resolver.answer.chain import Trace
-from resolver.answer.local import answer_local
+from resolver.answer.local import HOST_NAME, answer_local
 from resolver.answer.views import View, ViewTable
 from resolver.config import slices
 from resolver.config.settings import Config
@@ -190,6 +191,13 @@ async def _explain(config: Config, snapshot: Snapshot, query: wire.Query, packet
         result.origins = [record_origin(record) for record in records]
         if local.network:
             result.origins.insert(0, f"found on network {local.network}")
+        if not records and view.host and query.name.endswith(HOST_NAME):
+            result.origins = [f"{HOST_NAME}: the gateway of this client's own network "
+                              "(--host-names)"]
+        if local.chase is not None:
+            result.origins.append(f"CNAME target {local.chase} is not in the registry: chased "
+                                  "through the forwarder")
+            result.origins += _forward_origins(trace, forwarder.requests, view.forward)
     else:
         result.origins = _forward_origins(trace, forwarder.requests, view.forward)
         hidden = _hidden_network(config, snapshot, view, query)
@@ -265,18 +273,45 @@ class Entry:
                             for r in self.records]}
 
 
-def registry_entries(snapshot: Snapshot) -> list[Entry]:
-    """Every (name, network) in the registry, sorted by name."""
+def registry_entries(snapshot: Snapshot, host_names: bool = False) -> list[Entry]:
+    """Every (name, network) in the registry, sorted by name; with ``host_names``,
+    host.docker.internal on every network that has a gateway."""
     tables: list[tuple[str | None, Mapping[str, NameSet]]] = [
         *snapshot.by_network.items(), (None, snapshot.global_names)]
+    wild: list[tuple[str | None, Mapping[str, NameSet]]] = [
+        *snapshot.wild_by_network.items(), (None, snapshot.global_wild)]
     entries = [Entry(name, network, name_set.ipv4, name_set.ipv6, name_set.records)
                for network, names in tables for name, name_set in names.items()]
+    entries += [Entry(f"*.{suffix}", network, name_set.ipv4, name_set.ipv6, name_set.records)
+                for network, names in wild for suffix, name_set in names.items()]
+    # Names one client alone sees (--add-host, --link): listed once, with that client.
+    seen: set[tuple[str, int]] = set()
+    for client, names in snapshot.private.items():
+        for name, name_set in names.items():
+            if (name, id(name_set)) in seen:
+                continue
+            seen.add((name, id(name_set)))
+            entries.append(Entry(name, f"client {client}", name_set.ipv4, name_set.ipv6,
+                                 name_set.records))
+    # Static PTR records have no name of their own: listed under their reverse name.
+    for address, ptrs in snapshot.ptr.items():
+        for network, target, _ in ptrs:
+            static = [r for r in snapshot.records
+                      if r.source == "static" and r.ptr == target and address in r.ipv4 + r.ipv6]
+            if network is None and static:
+                entries.append(Entry(ipaddress.ip_address(address).reverse_pointer, None, (), (),
+                                     tuple(static)))
+    if host_names:
+        entries += [Entry(HOST_NAME, network.name,
+                          tuple(a for a in network.gateways if ":" not in a),
+                          tuple(a for a in network.gateways if ":" in a), ())
+                    for network in snapshot.networks.values() if network.gateways]
     entries.sort(key=lambda e: (e.name, e.network or ""))
     return entries
 
 
-def registry_text(snapshot: Snapshot, as_json: bool) -> str:
-    entries = registry_entries(snapshot)
+def registry_text(snapshot: Snapshot, as_json: bool, host_names: bool = False) -> str:
+    entries = registry_entries(snapshot, host_names)
     if as_json:
         return json.dumps({"generation": snapshot.generation,
                            "names": [entry.to_json() for entry in entries]}, indent=2)
@@ -284,7 +319,8 @@ def registry_text(snapshot: Snapshot, as_json: bool) -> str:
     for entry in entries:
         network = entry.network or "(every network)"
         addresses = ", ".join(entry.ipv4 + entry.ipv6) or "(no address)"
-        origins = ", ".join(record.origin or record.source for record in entry.records)
+        origins = ", ".join(record.origin or record.source for record in entry.records) or \
+            ("the network's gateway (--host-names)" if entry.name == HOST_NAME else "")
         lines.append(f"{entry.name}\t{network}\t{addresses}\t{origins}")
     lines.append(f"{len(entries)} names")
     return "\n".join(lines)

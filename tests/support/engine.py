@@ -344,7 +344,10 @@ class Lab:
                   hostname: str | None = None, labels: dict[str, str] | None = None,
                   command: Sequence[str] = ("sleep", "3600"), ports: Sequence[Any] = (),
                   healthcheck: dict[str, Any] | None = None, restart: str | None = None,
-                  start: bool = True) -> Box:
+                  start: bool = True, image: str = IMAGE,
+                  environment: Sequence[str] = (), domainname: str | None = None,
+                  extra_hosts: dict[str, str] | None = None,
+                  links: dict[str, str] | None = None) -> Box:
         """Create (and start) a container on ``network`` (None: Docker's default bridge)."""
         self._named(name)
         for alias in aliases:
@@ -354,13 +357,15 @@ class Lab:
         api = self.client.api
         host_config = api.create_host_config(
             network_mode=network or "bridge",
-            restart_policy={"Name": restart} if restart else None)
+            restart_policy={"Name": restart} if restart else None,
+            extra_hosts=extra_hosts or None, links=links or None)
         networking = None
         if network is not None:
             networking = api.create_networking_config(
                 {network: api.create_endpoint_config(aliases=list(aliases) or None)})
         created = api.create_container(
-            IMAGE, list(command), name=name, hostname=hostname, host_config=host_config,
+            image, list(command), name=name, hostname=hostname, domainname=domainname,
+            environment=list(environment) or None, host_config=host_config,
             networking_config=networking, labels={**(labels or {}), OWNER_LABEL: OWNER},
             ports=list(ports) or None, healthcheck=healthcheck)
         box = Box(name, created["Id"], self.client)

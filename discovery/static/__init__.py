@@ -1,0 +1,1 @@
+"""Static records from the config (``[[records]]`` and ``--record``) as a registry source."""
