@@ -9,7 +9,7 @@ from resolver.config.settings import Config, setting_keys
 # Bound sockets, the user, and the set of sources are fixed once the daemon runs: changing them
 # means rebinding (perhaps as a user that may no longer bind) or a different daemon altogether.
 RESTART_ONLY = frozenset({"listen", "metrics", "metrics_listen", "user", "docker", "swarm",
-                          "swarm_managers", "docker_hosts", "workers", "rate_limit"})
+                          "swarm_managers", "docker_hosts", "workers", "rate_limit", "resolved"})
 
 
 def changed_settings(old: Config, new: Config) -> list[str]:

@@ -136,6 +136,7 @@ class Config:
     swarm_refresh: float = 2.0
     workers: int = 1
     rate_limit: float = 0.0
+    resolved: str = "auto"  # systemd-resolved integration (resolver/resolved/)
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -332,6 +333,9 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="QPS"),
     Setting("workers", _int_in(1, 256), "processes serving the same addresses (SO_REUSEPORT), "
             "each with the whole registry", metavar="N"),
+    Setting("resolved", _choice("auto", "on", "off"), "register with systemd-resolved as the "
+            "DNS server of --domain and Docker's reverse zones (auto: when it is on the system "
+            "bus; on: a startup error without it)", metavar="auto|on|off"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from discovery.registry.registry import Registry
@@ -31,6 +32,7 @@ from resolver.ops.metrics import Metrics
 from resolver.ops.notify import Notifier
 from resolver.ops.privileges import PrivilegeError, drop_to
 from resolver.ops.querylog import log_query
+from resolver.resolved.integration import ResolvedIntegration, ResolvedUnavailable
 from resolver.serve.ratelimit import RateLimiter
 from resolver.serve.sockets import bind_tcp, bind_udp
 from resolver.serve.tcp import TCPServerState
@@ -52,6 +54,10 @@ ReconfigureHook = Callable[[Config], None]
 
 class StartupError(Exception):
     """The daemon cannot start; the message is the one line the operator sees."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # 2: a setting cannot be honoured (--resolved on)
 
 
 def answer_settings(config: Config) -> AnswerSettings:
@@ -118,6 +124,11 @@ class Daemon:
         self.notifier = (Notifier.from_environment(
             main_pid=os.getppid() if config.workers > 1 else None) if worker == 0
             else Notifier(None))
+        # --- systemd-resolved (resolver/resolved/): worker 0 registers for all of them --------
+        self.resolved = ResolvedIntegration(
+            replace(config, resolved=config.resolved if worker == 0 else "off"), self.registry,
+            [self.handler, self.forwarder], self.forwarder.source)
+        # --- end systemd-resolved ---------------------------------------------------------------
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task; every one is kept so that shutdown can cancel and await it."""
@@ -146,17 +157,19 @@ class Daemon:
         try:
             await self._bind()
             await self._serve_http()
+            await self.resolved.start()  # systemd-resolved: before root is dropped
             if self.config.user is not None:
                 user = drop_to(self.config.user)
                 log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
-        except (StartupError, PrivilegeError) as err:
+        except (StartupError, PrivilegeError, ResolvedUnavailable) as err:
+            await self.resolved.stop()  # systemd-resolved
             await self._close_listeners()
             for source in self.sources:
                 source.close()
             for task in list(self.tasks):
                 task.cancel()
             await self.forwarder.close()
-            raise StartupError(str(err)) from None
+            raise StartupError(str(err), getattr(err, "exit_code", 1)) from None
         self.health.listening = True
         self.forwarder.source.describe()
         names = ", ".join(str(a) for a in self.config.listen)
@@ -326,6 +339,7 @@ class Daemon:
                 connection.transport.close()
         if self.http is not None:
             await self.http.close()
+        await self.resolved.stop()  # systemd-resolved: revert the link
         for source in self.sources:
             source.close()
         for task in list(self.tasks):

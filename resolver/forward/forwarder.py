@@ -42,6 +42,7 @@ from resolver.forward.transport import (
 from resolver.forward.upstreams import UpstreamSource
 from resolver.ops.logs import RateLimitedLog
 from resolver.ops.stats import SOURCE_CACHE, SOURCE_FORWARD, SOURCE_LOCAL, QueryStats
+from resolver.resolved.guard import LoopGuard
 
 log = logging.getLogger("dockdns.forwarder")
 limited = RateLimitedLog(log)
@@ -256,6 +257,8 @@ class UpstreamForwarder:
         self._inflight: dict[tuple[bytes, bool], asyncio.Task[Outcome]] = {}
         # At most one probe per configured upstream that is down.
         self._probes: dict[HostPort, asyncio.Task[None]] = {}
+        # Set while dockdns is registered with systemd-resolved: marks every upstream question.
+        self.guard: LoopGuard | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -432,9 +435,15 @@ class UpstreamForwarder:
                        tcp: bool) -> Outcome:
         self.stats.resolutions += 1
         start = self.clock()
-        resolution = _Resolution(self, upstream_query(query, 0), query.question,
-                                 start + ANSWER_BUDGET)
-        reply = await resolution.run(self.health.order(servers), tcp)
+        message, marked = upstream_query(query, 0), b""
+        if self.guard is not None:  # resolver/resolved/guard.py: our own query, if it comes back
+            message, marked = self.guard.mark(message, query.question)
+        resolution = _Resolution(self, message, query.question, start + ANSWER_BUDGET)
+        try:
+            reply = await resolution.run(self.health.order(servers), tcp)
+        finally:
+            if self.guard is not None and marked:
+                self.guard.release(marked)
         now = self.clock()
         if reply is None:
             self.stats.failures += 1
