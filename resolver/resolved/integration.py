@@ -67,6 +67,7 @@ class ResolvedIntegration:
         self.mode = config.resolved
         self.listen = config.listen
         self.domain = config.domain
+        self.default_bridge = config.default_bridge_names
         self.resolv_conf = config.resolv_conf
         self.registry = registry
         self.guarded = guarded
@@ -98,7 +99,8 @@ class ResolvedIntegration:
             return
         try:
             self.link = await asyncio.to_thread(link.choose, self.listen)
-            self._wanted = zones.owned_zones(self.domain, zones.subnets_of(self.registry.snapshot))
+            self._wanted = zones.owned_zones(self.domain, zones.subnets_of(self.registry.snapshot,
+                                                                     self.default_bridge))
             servers = registered_servers(self.listen)
             await bus.set_link_dns(self.bus, self.link.index, servers)
             await bus.set_link_domains(self.bus, self.link.index, self._wanted)
@@ -121,7 +123,8 @@ class ResolvedIntegration:
                  "; forwarding through resolved's stub" if through_stub else "")
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        wanted = zones.owned_zones(self.domain, zones.subnets_of(snapshot))
+        wanted = zones.owned_zones(self.domain,
+                                   zones.subnets_of(snapshot, self.default_bridge))
         if wanted == self._wanted or self.link is None:
             return
         self._wanted = wanted

@@ -3,27 +3,17 @@ Pure: computed from the config and a registry snapshot."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from discovery.registry.model import IPNetwork, Snapshot
 
-log = logging.getLogger("dockdns.resolved")
-
-# A subnet whose prefix is not on a label boundary (/20, /60) is covered by the zones of its
-# sub-blocks on the next boundary (/24: 16 zones for a /20). Past this many for one subnet the
-# subnet is left out (with a log line) rather than registering thousands of routing domains.
-MAX_ZONES_PER_SUBNET = 256
-
 
 def reverse_zones(subnet: IPNetwork) -> list[str]:
-    """The reverse zones that together hold exactly the addresses of ``subnet``."""
+    """The reverse zones that together hold exactly the addresses of ``subnet``: a prefix off a
+    label boundary (/20, /62) is covered by its blocks on the next boundary (sixteen /24 zones
+    for a /20), so at most 128 zones (IPv4) or 8 (IPv6) for one subnet."""
     step = 8 if subnet.version == 4 else 4
     boundary = -(-subnet.prefixlen // step) * step  # the next label boundary, rounding up
-    if boundary - subnet.prefixlen > MAX_ZONES_PER_SUBNET.bit_length() - 1:
-        log.warning("systemd-resolved: %s is too large to route its reverse zones "
-                    "(more than %d zones); skipped", subnet, MAX_ZONES_PER_SUBNET)
-        return []
     if boundary == 0:
         return []  # all of in-addr.arpa or ip6.arpa is nobody's to claim
     zones: list[str] = []
@@ -34,9 +24,13 @@ def reverse_zones(subnet: IPNetwork) -> list[str]:
     return zones
 
 
-def subnets_of(snapshot: Snapshot) -> list[IPNetwork]:
+def subnets_of(snapshot: Snapshot, default_bridge: bool = False) -> list[IPNetwork]:
+    """The subnets of the snapshot's networks; Docker's default bridge only with
+    ``default_bridge`` (--default-bridge-names: otherwise its members have no names here)."""
     found: dict[IPNetwork, None] = {}
     for network in snapshot.networks.values():
+        if network.default_bridge and not default_bridge:
+            continue
         for subnet in network.subnets:
             found[subnet] = None
     return sorted(found, key=lambda n: (n.version, n))
@@ -51,7 +45,3 @@ def owned_zones(domain: str | None, subnets: Iterable[IPNetwork]) -> tuple[str, 
         for zone in reverse_zones(subnet):
             zones[zone] = None
     return tuple(zones)
-
-
-def zone_labels(zone: str) -> tuple[bytes, ...]:
-    return tuple(label.encode("ascii") for label in zone.split(".") if label)

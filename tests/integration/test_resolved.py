@@ -2,8 +2,9 @@
 extracted, in a private mount and network namespace with its own bus), asked through the
 downloaded resolvectl and resolved's stub at 127.0.0.53.
 
-In the namespace: a dnsmasq on 127.0.0.1:5399 registered (by the test, with resolvectl) as the
-server of ``~corp`` on the veth link dd0, as a VPN would register its internal names; dockdns on
+In the namespace (every process started there is stopped with it): a dnsmasq on 127.0.0.1:5399
+registered (by the test, with resolvectl) as the server of ``~corp`` on the veth link dd0, as a
+VPN would register its internal names; dockdns on
 127.0.0.1:5390 with a hosts file, ``--domain docker`` and ``--resolved on``, its default
 upstream resolved's stub (the namespace's resolv.conf for dockdns names only 127.0.0.53; the
 servers in resolved's own /run/systemd/resolve/resolv.conf are unreachable from there).
@@ -34,6 +35,7 @@ NO_BUS = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/dockdns-test-bus"}
 class Setup:
     ns: ResolvedNamespace
     log: Path
+    process: subprocess.Popen[bytes]
 
     def dig(self, *args: str) -> str:
         done = self.ns.run("dig", "+time=5", "+tries=1", *args)
@@ -44,28 +46,6 @@ class Setup:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def _start_dockdns(ns: ResolvedNamespace, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    process = ns.popen(*command("serve", "--listen", DOCKDNS, "--no-docker",
-                                "--hosts-file", str(ns.dir / "hosts"), "--domain", "docker",
-                                "--resolved", "on", "--resolv-conf", str(ns.dir / "resolv.conf"),
-                                "--no-metrics", "--log-level", "debug", "--log-queries", *extra),
-                log=log)
-    wait_for(lambda: process.poll() is not None or "dockdns serving on" in log.read_text(),
-             message="dockdns start")
-    assert process.poll() is None, log.read_text()
-    return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return process.wait()
 
 
 @pytest.fixture
@@ -86,11 +66,9 @@ def setup() -> Iterator[Setup]:
                      [ns.resolvectl, "domain", "dd0", "~corp"]):
             ns.run(*argv, check=True)
         log = ns.dir / "dockdns.log"
-        process = _start_dockdns(ns, log)
-        try:
-            yield Setup(ns, log)
-        finally:
-            _stop(process)
+        process = ns.dockdns(DOCKDNS, "--no-docker", "--hosts-file", str(ns.dir / "hosts"),
+                             "--domain", "docker", log=log)
+        yield Setup(ns, log, process)
 
 
 def test_host_programs_resolve_container_names_and_the_link_is_reverted(setup: Setup) -> None:
@@ -117,9 +95,8 @@ def test_host_programs_resolve_container_names_and_the_link_is_reverted(setup: S
 def test_link_is_reverted_when_dockdns_exits(setup: Setup) -> None:
     ns = setup.ns
     assert setup.short("@127.0.0.53", "web.docker") == ["10.1.2.3"]
-    pid = int(ns.run("pgrep", "-f", "resolver serve --listen 127.0.0.1:5390").stdout.split()[0])
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: "dockdns stopped" in setup.log_text(), message="dockdns exit")
+    setup.process.send_signal(signal.SIGTERM)
+    assert setup.process.wait(timeout=30) == 0, setup.log_text()
     assert "systemd-resolved: link reverted" in setup.log_text()
     assert ns.run("ip", "link", "show", "dockdns0").returncode != 0
     status = ns.run(ns.resolvectl, "status").stdout

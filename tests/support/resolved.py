@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI
-from tests.support.daemon import REPO
+from tests.support.daemon import REPO, command
+from tests.support.engine import wait_for
 
 RESOLVED_ROOT = Path(os.environ.get("DOCKDNS_TEST_RESOLVED_ROOT",
                                     "/var/cache/dockdns-test/systemd-resolved"))
@@ -58,12 +59,25 @@ class ResolvedNamespace:
         self.processes.append(process)
         return process
 
+    def dockdns(self, listen: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+        """``dockdns serve`` in the namespace with ``--resolved on``, its default upstream the
+        stub (DIR/resolv.conf), once it serves."""
+        (self.dir / "resolv.conf").write_text("nameserver 127.0.0.53\n")
+        process = self.popen(*command("serve", "--listen", listen, "--resolved", "on",
+                                      "--resolv-conf", str(self.dir / "resolv.conf"),
+                                      "--no-metrics", "--log-level", "debug", "--log-queries",
+                                      *args), log=log)
+        wait_for(lambda: process.poll() is not None or "dockdns serving on" in log.read_text(),
+                 message="dockdns start")
+        assert process.poll() is None, log.read_text()
+        return process
+
     def stop_all(self) -> None:
         for process in self.processes:
             if process.poll() is None:
                 process.terminate()
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
@@ -90,6 +104,12 @@ def require_resolved() -> None:
         pytest.skip(message)
 
 
+def _docker_socket() -> str:
+    """The path of the engine's socket the Docker tests use (DOCKER_HOST or the default)."""
+    url = os.environ.get("DOCKER_HOST", "unix:///run/docker.sock")
+    return url.removeprefix("unix://") if url.startswith("unix://") else "/run/docker.sock"
+
+
 @contextlib.contextmanager
 def resolved_namespace() -> Iterator[ResolvedNamespace]:
     require_resolved()
@@ -97,8 +117,8 @@ def resolved_namespace() -> Iterator[ResolvedNamespace]:
     with (scratch / "ns.log").open("wb") as log:
         process = subprocess.Popen(
             ["unshare", "-m", "-n", "--propagation", "private", "bash", str(SCRIPT),
-             str(RESOLVED_ROOT), str(scratch)], stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+             str(RESOLVED_ROOT), str(scratch), _docker_socket()],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + START_SECONDS
         while not (scratch / "ready").exists():

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # A real systemd-resolved in a private mount and network namespace with its own system bus
 # (the recipe in RECIPES.md). Run as: unshare -m -n --propagation private bash THIS ROOT DIR
-# ROOT is the extracted systemd-resolved package; DIR a scratch directory of the test's. The
+# [DOCKER_SOCKET]. ROOT is the extracted systemd-resolved package; DIR a scratch directory of
+# the test's; DOCKER_SOCKET (default /run/docker.sock) is made reachable as DIR/docker.sock. The
 # machine's resolver and bus are never touched, and no packet can leave (the namespace has only
 # lo and the test's veth links). Writes DIR/pids (to kill) and DIR/ready, then waits.
 set -euo pipefail
-root=$1 dir=$2
-# Docker's socket stays reachable under DIR (a path socket works across network namespaces).
-if [ -S /run/docker.sock ]; then
-  touch "$dir/docker.sock"; mount --bind /run/docker.sock "$dir/docker.sock"
+root=$1 dir=$2 docker_socket=${3:-/run/docker.sock}
+# Docker's socket stays reachable under DIR (a path socket works across network namespaces),
+# before /run is replaced.
+if [ -S "$docker_socket" ]; then
+  touch "$dir/docker.sock"; mount --bind "$docker_socket" "$dir/docker.sock"
 fi
 mount -t tmpfs tmpfs /run
 mkdir -p /run/dbus /run/systemd
