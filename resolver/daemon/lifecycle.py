@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from typing import Any
 
 from discovery.registry.registry import Registry
@@ -125,9 +124,8 @@ class Daemon:
             main_pid=os.getppid() if config.workers > 1 else None) if worker == 0
             else Notifier(None))
         # --- systemd-resolved (resolver/resolved/): worker 0 registers for all of them --------
-        self.resolved = ResolvedIntegration(
-            replace(config, resolved=config.resolved if worker == 0 else "off"), self.registry,
-            [self.handler, self.forwarder], self.forwarder.source)
+        self.resolved = ResolvedIntegration(config, self.registry, [self.handler, self.forwarder],
+                                            self.forwarder.source, register=worker == 0)
         # --- end systemd-resolved ---------------------------------------------------------------
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:

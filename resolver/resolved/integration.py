@@ -63,8 +63,11 @@ def registered_servers(listen: Sequence[HostPort]) -> list[HostPort]:
 
 class ResolvedIntegration:
     def __init__(self, config: Config, registry: Registry, guarded: Sequence[Guarded],
-                 upstreams: StubUpstreams) -> None:
+                 upstreams: StubUpstreams, register: bool = True) -> None:
+        """``register``: make the D-Bus calls (with --workers N, worker 0 only: the others
+        only guard their own forwarding, as resolved sends any of them dockdns's zones)."""
         self.mode = config.resolved
+        self.register = register
         self.listen = config.listen
         self.domain = config.domain
         self.default_bridge = config.default_bridge_names
@@ -79,11 +82,14 @@ class ResolvedIntegration:
         self._update: asyncio.Task[None] | None = None
         self._wanted: tuple[str, ...] = ()
 
-    def _unavailable(self, reason: str) -> None:
+    def _unavailable(self, reason: str, present: bool = False) -> None:
+        """No integration. Said as info when resolved is simply not there (most hosts without
+        it), as a warning when it is there and refused (permission denied, say)."""
         if self.mode == "on":
             raise ResolvedUnavailable(f"--resolved on: cannot register with systemd-resolved: "
                                       f"{reason}")
-        log.info("systemd-resolved integration off: %s; serving without it", reason)
+        log.log(logging.WARNING if present else logging.INFO,
+                "systemd-resolved integration off: %s; serving without it", reason)
 
     async def start(self) -> None:
         if self.mode == "off":
@@ -97,18 +103,21 @@ class ResolvedIntegration:
             self._close_bus()
             self._unavailable(str(err))
             return
-        try:
-            self.link = await asyncio.to_thread(link.choose, self.listen)
-            self._wanted = zones.owned_zones(self.domain, zones.subnets_of(self.registry.snapshot,
-                                                                     self.default_bridge))
-            servers = registered_servers(self.listen)
-            await bus.set_link_dns(self.bus, self.link.index, servers)
-            await bus.set_link_domains(self.bus, self.link.index, self._wanted)
-            await bus.set_link_default_route(self.bus, self.link.index, False)
-        except (link.LinkProblem, bus.BusProblem) as err:
-            await self._undo()
-            self._unavailable(str(err))
-            return
+        self._wanted = zones.owned_zones(self.domain, zones.subnets_of(self.registry.snapshot,
+                                                                       self.default_bridge))
+        servers = registered_servers(self.listen)
+        if self.register:
+            try:
+                self.link = await asyncio.to_thread(link.choose, self.listen)
+                await bus.set_link_dns(self.bus, self.link.index, servers)
+                await bus.set_link_domains(self.bus, self.link.index, self._wanted)
+                await bus.set_link_default_route(self.bus, self.link.index, False)
+            except (link.LinkProblem, bus.BusProblem) as err:
+                await self._undo()
+                self._unavailable(str(err), present=True)
+                return
+        else:
+            self._close_bus()
         self.domains = self._wanted
         self.guard.set_zones(self.domains)
         for part in self.guarded:
@@ -117,6 +126,8 @@ class ResolvedIntegration:
         if through_stub:
             self.upstreams.keep_stub_servers(True)
         self.registry.subscribe(self._on_snapshot)
+        if self.link is None:
+            return  # a worker that only guards
         log.info("systemd-resolved: dockdns (%s) is the DNS server of %s on link %s (%d)%s",
                  ", ".join(str(s) for s in servers), _routing(self.domains) or "no domain",
                  self.link.name, self.link.index,
@@ -125,9 +136,12 @@ class ResolvedIntegration:
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         wanted = zones.owned_zones(self.domain,
                                    zones.subnets_of(snapshot, self.default_bridge))
-        if wanted == self._wanted or self.link is None:
+        if wanted == self._wanted:
             return
         self._wanted = wanted
+        if self.link is None:  # a worker that only guards: nothing to tell resolved
+            self.guard.set_zones(wanted)
+            return
         # Owned at once: from now on these names are answered here, never forwarded.
         self.guard.set_zones(set(wanted) | set(self.domains))
         if self._update is None or self._update.done():

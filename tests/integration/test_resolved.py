@@ -139,3 +139,27 @@ def test_auto_without_a_bus_is_one_line_and_serves_on(hosts_file: str) -> None:
         assert d.sees("web1") == {"10.1.2.3"}
         lines = [line for line in d.log().splitlines() if "systemd-resolved" in line]
         assert len(lines) == 1 and "integration off: no system bus" in lines[0], lines
+
+
+def test_every_worker_keeps_owned_names_local() -> None:
+    """With --workers N, worker 0 registers; every worker answers the owned zones itself, so a
+    name there never goes to the stub from whichever worker the kernel hands the query to."""
+    with resolved_namespace() as ns:
+        (ns.dir / "hosts").write_text("10.1.2.3 web\n")
+        log = ns.dir / "dockdns.log"
+        ns.dockdns(DOCKDNS, "--no-docker", "--hosts-file", str(ns.dir / "hosts"),
+                   "--domain", "docker", "--workers", "2", log=log)
+        wait_for(lambda: log.read_text().count("dockdns serving on") == 2,
+                 message="both workers serving")
+        assert log.read_text().count("is the DNS server of ~docker") == 1
+        for index in range(8):  # each from a new source port: spread over both workers
+            for server, name in ((["@127.0.0.53"], f"s{index}.docker"),
+                                 (["@127.0.0.1", "-p", "5390"], f"d{index}.docker")):
+                reply = ns.run("dig", "+time=5", "+tries=1", *server, name).stdout
+                assert "status: NXDOMAIN" in reply, reply
+        # Asked of dockdns directly, each name reached dockdns once: no worker sent it round
+        # through the stub (which would bring it back, in another case).
+        text = log.read_text().lower()
+        for index in range(8):
+            assert text.count(f"query d{index}.docker a from") == 1, text
+        assert "came back" not in text
