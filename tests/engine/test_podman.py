@@ -90,9 +90,6 @@ def test_names_answer_as_aardvark_answers_them(made: Lab, served: RunningDaemon)
     on_a = [Question(name) for name in (
         f"{P}web", f"{P}web.dns.podman", f"{P}alias", f"{P}alias.dns.podman", web.short_id,
         f"{web.short_id}.dns.podman", f"{P}both", f"{P}both.dns.podman", f"{P}WEB")]
-    # AAAA of a name with only IPv4: NOERROR, empty. (aardvark 1.4 has no TCP, and other types
-    # it may forward: neither is asked of it.)
-    on_a += [Question(f"{P}web", "AAAA")]
     assert compare(made, made.boxes[f"{P}cli-a"], a.gateway, served.port, on_a) == []
     on_b = [Question(name) for name in (f"{P}both", f"{P}balias", f"{P}balias.dns.podman",
                                         f"{P}both.dns.podman")]
@@ -104,6 +101,11 @@ def test_names_answer_as_aardvark_answers_them(made: Lab, served: RunningDaemon)
     reply = made.ask(made.boxes[f"{P}cli-a"], a.gateway, [Question(f"{P}alias")],
                      port=served.port)[0]
     assert reply is not None and addresses(reply) == {web.ip(a.name)}
+    # AAAA of a name with only IPv4 addresses: NOERROR, empty, as Docker answers. (Not asked of
+    # aardvark, which may forward what it has no record of; nor TCP, which aardvark 1.4 lacks.)
+    reply = made.ask(made.boxes[f"{P}cli-a"], a.gateway, [Question(f"{P}web", "AAAA")],
+                     port=served.port)[0]
+    assert reply is not None and reply.rcode() == dns.rcode.NOERROR and not reply.answer
     # aardvark matches ``dns.podman`` only in lower case (it would forward the rest, so it is
     # not asked); dockdns matches names in any case (RFC 4343), over TCP as well.
     reply = made.ask(made.boxes[f"{P}cli-a"], a.gateway,
