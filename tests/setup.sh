@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # locally made base; docker-compose: Debian's Compose, which runs deploy/compose.yaml in the tests;
 # systemd: systemd-analyze, which verifies deploy/dockdns.service.
 debs=(docker.io busybox-static dnsutils dnsperf dnsmasq-base iproute2 util-linux procps
-      python3.11-minimal libpython3.11-stdlib docker-compose systemd)
+      python3.11-minimal libpython3.11-stdlib docker-compose systemd dbus podman)
 missing=()
 for deb in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")
@@ -24,6 +24,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# A real systemd-resolved for tests/integration/test_resolved.py: Debian's package extracted into
+# a cache directory, never installed (the machine's resolver stays as it is); the tests run it in
+# a namespace of their own (tests/support/resolved_ns.sh).
+resolved_root=${DOCKDNS_TEST_RESOLVED_ROOT:-/var/cache/dockdns-test/systemd-resolved}
+if [ ! -x "$resolved_root/lib/systemd/systemd-resolved" ]; then
+  echo "extracting systemd-resolved into $resolved_root"
+  download=$(mktemp -d)
+  (cd "$download" && apt-get download -qq systemd-resolved 2>/dev/null \
+     || { $SUDO apt-get update -qq && apt-get download -qq systemd-resolved; })
+  $SUDO mkdir -p "$resolved_root"
+  $SUDO dpkg-deb -x "$download"/systemd-resolved_*.deb "$resolved_root"
+  rm -rf "$download"
+fi
+
+# Rootful Podman for tests/engine/test_podman.py: without this line runc fails here with "error
+# setting rlimit type 7: operation not permitted".
+if [ ! -e /etc/containers/containers.conf ] && [ "$(id -u)" = 0 ]; then
+  mkdir -p /etc/containers
+  printf '[containers]\ndefault_ulimits = []\n' >/etc/containers/containers.conf
+fi
 
 # The engine the Docker tests use. The test harness would start it too, but starting it here makes
 # the suite's first Docker test no different from its last.

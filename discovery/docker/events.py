@@ -19,15 +19,20 @@ from typing import Any
 
 log = logging.getLogger("dockdns.docker")
 
-CONTAINER_ACTIONS = ("start", "die", "stop", "destroy", "rename", "health_status", "pause",
-                     "unpause")
+# "remove" is Podman's "destroy" (its Docker-compatible API reports its own name).
+CONTAINER_ACTIONS = ("start", "die", "stop", "destroy", "remove", "rename", "health_status",
+                     "pause", "unpause")
 NETWORK_ACTIONS = ("create", "connect", "disconnect", "destroy")
+# Podman matches the filter against its own event names, and reports some under Docker's:
+# its "died" arrives as "die", and without "died" in the filter it never arrives at all. Docker
+# matches names it does not have against nothing.
+PODMAN_FILTER_NAMES = ("died",)
 # Filtered by the engine: a health check runs an exec every interval, and its exec_* events are
 # of no interest; neither are image or volume events. (Docker matches "health_status" against
 # "health_status: healthy" by prefix.)
 EVENT_FILTERS: dict[str, list[str]] = {
     "type": ["container", "network"],
-    "event": sorted(set(CONTAINER_ACTIONS + NETWORK_ACTIONS)),
+    "event": sorted(set(CONTAINER_ACTIONS + NETWORK_ACTIONS + PODMAN_FILTER_NAMES)),
 }
 
 

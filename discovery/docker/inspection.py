@@ -93,7 +93,11 @@ def network_from_inspect(data: Inspect, source: str) -> Network | None:
         scope=str(data.get("Scope") or "local"),
         subnets=tuple(subnets),
         internal=bool(data.get("Internal")),
-        default_bridge=str(options.get(DEFAULT_BRIDGE_OPTION, "")).lower() == "true",
+        default_bridge=str(options.get(DEFAULT_BRIDGE_OPTION, "")).lower() == "true"
+        # Podman's default network ("podman", called "bridge" by its Docker-compatible API, with
+        # no options): its resolver gives its members no names either. Docker keeps the name
+        # "bridge" for its own default network, so no user network is called that.
+        or (data.get("Name") == "bridge" and driver == "bridge" and not options),
         source=source,
         gateways=tuple(gateways),
     )
@@ -158,9 +162,10 @@ def _host_gateway(networks: Mapping[str, Network]) -> tuple[str, ...]:
 
 
 def container_entries(data: Inspect, networks: Mapping[str, Network], include_unhealthy: bool,
-                      origin: str, compat: tuple[str, ...] = conventions.COMPAT_ALL
-                      ) -> ContainerEntries:
-    """Records and client addresses for one container (inspect data); nothing unless running."""
+                      origin: str, compat: tuple[str, ...] = conventions.COMPAT_ALL,
+                      domains: tuple[str, ...] = ()) -> ContainerEntries:
+    """Records and client addresses for one container (inspect data); nothing unless running.
+    Each name is also given under each of ``domains`` (Podman's ``NAME.dns.podman``)."""
     state = data.get("State") or {}
     if not state.get("Running") or state.get("Restarting"):
         return ContainerEntries()
@@ -192,12 +197,17 @@ def container_entries(data: Inspect, networks: Mapping[str, Network], include_un
         network = networks.get(network_name)
         if not (ipv4 or ipv6) or (network is not None and network.driver in NO_NAME_DRIVERS):
             continue
+        if network is not None:
+            network_name = network.name  # the listing's name (Podman's endpoint may differ)
         attached.append(network_name)
         addresses.extend(ipv4 + ipv6)
         found_endpoints.append((network_name, ipv4, ipv6))
         if hidden:
             continue
         names = _dns_names([name, *(endpoint.get("Aliases") or ()), *extra]) if named else ()
+        if domains:
+            names += tuple(f"{n}.{domain}" for domain in domains for n in names
+                           if len(n) + len(domain) < 253)
         if wildcard:
             names += tuple(f"*.{n}" for n in names if not n.startswith("*.")
                            and f"*.{n}" not in names and len(n) <= 251)

@@ -59,8 +59,14 @@ _RFC3339 = re.compile(r"(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fractio
                       r"(?P<zone>Z|[+-]\d\d:\d\d)")
 
 
-# Container events after which it certainly does not run.
-STOPPED_ACTIONS = frozenset({"die", "stop", "destroy"})
+# Container events after which it certainly does not run ("remove": Podman's "destroy").
+STOPPED_ACTIONS = frozenset({"die", "stop", "destroy", "remove"})
+# How Podman's Docker-compatible API names itself in /version's Components.
+PODMAN_COMPONENT = "Podman Engine"
+# The domain aardvark-dns (Podman's resolver) answers every container name under as well, on
+# every network with DNS (``NAME.dns.podman``); fixed in Podman 4 (libnetwork's
+# DefaultPodmanDomainName).
+PODMAN_DOMAIN = "dns.podman"
 # The container states listed at a full sync. A paused container still runs (inspect says
 # Running) and Docker's DNS keeps answering its names, but the engine's "running" status filter
 # leaves it out: both states must be asked for (several values of one filter are OR'ed).
@@ -135,6 +141,9 @@ class DockerSource:
         self._stale_networks = False
         self._wake = asyncio.Event()
         self._pump: EventPump | None = None
+        # Set per session from /version: Podman's own names (``NAME.dns.podman``) are added.
+        self.podman = False
+        self._relisted_for: frozenset[str] = frozenset()
 
     # --- the session loop ---------------------------------------------------------------------
 
@@ -182,6 +191,7 @@ class DockerSource:
         lost: asyncio.Future[str] = loop.create_future()
         try:
             engine_now = engine_timestamp((await asyncio.to_thread(api.info))["SystemTime"])
+            self.podman = is_podman(await asyncio.to_thread(api.version))
             # A client of its own for the stream, which holds its connection for good.
             events_api = await asyncio.to_thread(self._client)
             stream = await asyncio.to_thread(_subscribe, events_api, engine_now)
@@ -249,6 +259,10 @@ class DockerSource:
             container = event.attributes.get("container")
             if container:
                 self._stale_containers.add(container)
+            elif event.actor in self._containers:
+                # Podman's connect/disconnect name the container as the actor (Docker's name
+                # the network, and the container in the attributes).
+                self._stale_containers.add(event.actor)
         self._wake.set()
 
     def take_stale(self) -> tuple[set[str], bool]:
@@ -276,6 +290,19 @@ class DockerSource:
                 self.return_stale(ids, networks)
                 raise EngineLost(_describe(err)) from None
             self.apply(*fetched)
+            unknown = self._unknown_networks()
+            if unknown - self._relisted_for:
+                # A container on a network made after the networks were listed: Podman reports
+                # no event when a network is made, so list them again (once for each such set:
+                # a network the listing leaves out must not make this spin).
+                self._relisted_for = unknown
+                self._stale_networks = True
+                self._wake.set()
+
+    def _unknown_networks(self) -> frozenset[str]:
+        return frozenset(record.network for entries in self._entries.values()
+                         for record in entries.records
+                         if record.network is not None and record.network not in self._networks)
 
     def apply(self, new_networks: dict[str, Network] | None,
               containers: dict[str, Inspect | None]) -> None:
@@ -305,8 +332,11 @@ class DockerSource:
     # --- state -> registry --------------------------------------------------------------------
 
     def _entries_for(self, data: Inspect) -> ContainerEntries:
-        return container_entries(data, self._networks, self.include_unhealthy, self.name,
-                                 self.compat)
+        if not self.podman:
+            return container_entries(data, self._networks, self.include_unhealthy, self.name,
+                                     self.compat)
+        return container_entries(data, podman_networks(self._networks), self.include_unhealthy,
+                                 self.name, self.compat, (PODMAN_DOMAIN,))
 
     def replace(self, listing: Listing) -> None:
         """Take a full listing (a new session) as the whole state."""
@@ -339,6 +369,21 @@ class DockerSource:
 
 
 # --- blocking engine calls (run in worker threads) ------------------------------------------
+
+
+def podman_networks(networks: dict[str, Network]) -> dict[str, Network]:
+    """Podman's containers name its default network "podman", which its network listing calls
+    "bridge": the endpoint is looked up under both names."""
+    default = networks.get("bridge")
+    if default is None or not default.default_bridge or "podman" in networks:
+        return networks
+    return {**networks, "podman": default}
+
+
+def is_podman(version: dict[str, Any]) -> bool:
+    """Whether /version data is Podman's Docker-compatible API."""
+    return any(str((component or {}).get("Name", "")) == PODMAN_COMPONENT
+               for component in version.get("Components") or ())
 
 
 def engine_timestamp(system_time: str) -> str:

@@ -24,9 +24,12 @@ from resolver.answer.memo import NEVER_EXPIRES, RENEWAL_OVERHEAD, MemoEntry
 from resolver.answer.settings import AnswerSettings
 from resolver.answer.views import View, ViewTable
 from resolver.dns import wire
+from resolver.ops.logs import RateLimitedLog
 from resolver.ops.stats import SOURCE_ERROR, SOURCE_LOCAL, DurationHistogram, QueryStats
+from resolver.resolved.guard import LoopGuard
 
 log = logging.getLogger("dockdns.handler")
+limited = RateLimitedLog(log)
 
 # How many orders of a multi-address answer are prebuilt; the memo cycles through them, so each
 # response comes in another order without shuffling per query.
@@ -68,6 +71,8 @@ class QueryHandler:
         # (see resolver/ops/querylog.py).
         self.query_log: QueryLog | None = None
         self.clock = clock  # the UDP socket listener's inlined fast path reads it too
+        # Set while dockdns is registered with systemd-resolved (resolver/resolved/guard.py).
+        self.guard: LoopGuard | None = None
         self.views = self._views_for(registry.snapshot)
         registry.subscribe(self.on_snapshot)
 
@@ -153,6 +158,10 @@ class QueryHandler:
             if trace is not None:
                 trace.local = local
             return self._reply_local(packet, query, local, view, max_size, tcp)
+        if self.guard is not None:
+            owned = self._guarded(packet, query, view, tcp)
+            if owned is not None:
+                return owned or None
         if not view.forward or self.forwarder is None:
             if trace is not None:
                 trace.note("forward", "this client is only on internal networks: not "
@@ -169,6 +178,28 @@ class QueryHandler:
                                                 self.stats.memo_slot(slot), forwarded.renew),
                           tcp, len(forwarded.reply) + (RENEWAL_OVERHEAD if forwarded.renew else 0))
         return forwarded.reply
+
+    def _guarded(self, packet: bytes, query: wire.Query, view: View, tcp: bool) -> bytes | None:
+        """With resolved: b"" (drop) for our own query come back, the local reply for a name in a
+        zone dockdns owns (never forwarded: resolved would send it straight back), else None."""
+        assert self.guard is not None
+        if self.guard.returned(query):
+            self.stats.dropped += 1
+            limited.warning("dropped a query for %s that dockdns itself forwarded: it came back "
+                            "(a forwarding loop: is dockdns also one of resolved's global or "
+                            "default-route servers?)",
+                            query.name.encode("unicode_escape").decode("ascii"))
+            return b""
+        reply = self.guard.local_reply(query)
+        if reply is None:
+            return None
+        rcode = reply[3] & 0x0F
+        slot = self.stats.slot(query.qtype, rcode, SOURCE_LOCAL)
+        self.stats.counts[slot] += 1
+        if query.memoizable:
+            view.remember(packet[2:], MemoEntry(NEVER_EXPIRES, itertools.repeat(reply[2:]),
+                                                self.stats.memo_slot(slot), None), tcp, len(reply))
+        return packet[:2] + reply[2:]
 
     def _reply_local(self, packet: bytes, query: wire.Query, local: LocalAnswer, view: View,
                      max_size: int, tcp: bool) -> bytes:

@@ -86,6 +86,7 @@ class Config:
     host_names: bool = True
     compat: tuple[str, ...] = COMPAT_ALL
     records: tuple[StaticRecord, ...] = ()
+    resolved: str = "auto"  # systemd-resolved integration (resolver/resolved/)
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -335,6 +336,10 @@ SETTINGS += (
     Setting("records", parse_record, "a static record, 'NAME TYPE DATA' (A, AAAA, CNAME, TXT, "
             "MX, SRV, PTR; repeatable; [[records]] tables in TOML)", flag="--record", many=True,
             metavar="'NAME TYPE DATA'", area="discovery"),
+    Setting("resolved", _choice("auto", "on", "off"), "register with systemd-resolved as the "
+            "DNS server of --domain and Docker's reverse zones (auto: when it is on the system "
+            "bus; on: a startup error without it)", metavar="auto|on|off", area="daemon",
+            live=False),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

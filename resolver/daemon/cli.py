@@ -56,7 +56,7 @@ async def _serve(config: Config, flags: Mapping[str, Any], worker: int = 0) -> i
     try:
         await daemon.serve()
     except StartupError as err:
-        return _fail(str(err), EXIT_STARTUP)
+        return _fail(str(err), max(err.exit_code, EXIT_STARTUP))
     except ConfigError as err:  # found once the registry is read (a static record's conflict)
         return _fail(str(err), EXIT_CONFIG)
     return 0

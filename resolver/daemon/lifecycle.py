@@ -27,6 +27,7 @@ from resolver.ops.http import HTTPServer
 from resolver.ops.logs import configure
 from resolver.ops.privileges import PrivilegeError, drop_to
 from resolver.ops.querylog import log_query
+from resolver.resolved.integration import ResolvedIntegration, ResolvedUnavailable
 from resolver.serve.sockets import bind_problem, bind_tcp, bind_udp
 from resolver.serve.udp import UDPSocketListener
 
@@ -46,6 +47,10 @@ ReconfigureHook = Callable[[Config], None]
 
 class StartupError(Exception):
     """The daemon cannot start; the message is the one line the operator sees."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # 2: a setting cannot be honoured (--resolved on)
 
 
 class Daemon:
@@ -75,6 +80,10 @@ class Daemon:
         self.http: HTTPServer | None = None
         # Called with the whole new config after SIGHUP, once every component took its slice.
         self.reconfigure_hooks: list[ReconfigureHook] = []
+        # --- systemd-resolved (resolver/resolved/): worker 0 registers for all of them --------
+        self.resolved = ResolvedIntegration(config, self.registry, [self.handler, self.forwarder],
+                                            self.forwarder.source, register=worker == 0)
+        # --- end systemd-resolved ---------------------------------------------------------------
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task; every one is kept so that shutdown can cancel and await it."""
@@ -106,10 +115,12 @@ class Daemon:
                 raise ConfigError("records", conflict)
             await self._bind()
             await self._serve_http()
+            await self.resolved.start()  # systemd-resolved: before root is dropped
             if self.config.user is not None:
                 user = drop_to(self.config.user)
                 log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
-        except (StartupError, PrivilegeError, ConfigError) as err:
+        except (StartupError, PrivilegeError, ConfigError, ResolvedUnavailable) as err:
+            await self.resolved.stop()  # systemd-resolved
             await self._close_listeners()
             for source in self.sources:
                 source.close()
@@ -118,7 +129,7 @@ class Daemon:
             await self.forwarder.close()
             if isinstance(err, ConfigError):
                 raise  # exit 2, as any other invalid setting
-            raise StartupError(str(err)) from None
+            raise StartupError(str(err), getattr(err, "exit_code", 1)) from None
         self.health.listening = True
         self.forwarder.source.describe()
         names = ", ".join(str(a) for a in self.config.listen)
@@ -266,6 +277,7 @@ class Daemon:
                 connection.transport.close()
         if self.http is not None:
             await self.http.close()
+        await self.resolved.stop()  # systemd-resolved: revert the link
         for source in self.sources:
             source.close()
         for task in list(self.tasks):

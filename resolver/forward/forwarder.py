@@ -32,6 +32,7 @@ from resolver.forward.transport import UpstreamUDP
 from resolver.forward.upstreams import UpstreamSource
 from resolver.ops.logs import RateLimitedLog
 from resolver.ops.stats import SOURCE_CACHE, SOURCE_FORWARD, QueryStats
+from resolver.resolved.guard import LoopGuard
 
 log = logging.getLogger("dockdns.forwarder")
 limited = RateLimitedLog(log)
@@ -62,6 +63,8 @@ class ForwardStage:
         self.max_inflight = settings.max_inflight
         # At most max_inflight questions (checked before a resolution starts).
         self.inflight: dict[tuple[bytes, bool], asyncio.Task[Outcome]] = {}
+        # Set while dockdns is registered with systemd-resolved: marks every upstream question.
+        self.guard: LoopGuard | None = None
 
     @staticmethod
     def _failure(request: Request, rcode: int) -> ForwardedReply:
@@ -117,9 +120,16 @@ class ForwardStage:
                        tcp: bool) -> Outcome:
         self.stats.resolutions += 1
         start = self.clock()
-        resolution = Resolution(self.pool, self.stats, self.clock, upstream_query(query, 0),
-                                query.question, start + ANSWER_BUDGET)
-        reply = await resolution.run(self.pool.health.order(servers), tcp)
+        message, marked = upstream_query(query, 0), b""
+        if self.guard is not None:  # resolver/resolved/guard.py: our own query, if it comes back
+            message, marked = self.guard.mark(message, query.question)
+        resolution = Resolution(self.pool, self.stats, self.clock, message, query.question,
+                                start + ANSWER_BUDGET)
+        try:
+            reply = await resolution.run(self.pool.health.order(servers), tcp)
+        finally:
+            if self.guard is not None and marked:
+                self.guard.release(marked)
         now = self.clock()
         cache = self.cache_stage.cache
         if reply is None:
@@ -201,6 +211,14 @@ class UpstreamForwarder:
     @property
     def inflight(self) -> int:
         return len(self.forward_stage.inflight)
+
+    @property
+    def guard(self) -> LoopGuard | None:
+        return self.forward_stage.guard
+
+    @guard.setter
+    def guard(self, guard: LoopGuard | None) -> None:
+        self.forward_stage.guard = guard
 
     # --- lifecycle --------------------------------------------------------------------------
 

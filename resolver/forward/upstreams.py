@@ -49,11 +49,13 @@ def _read(path: Path) -> str:
         return ""
 
 
-def read_nameservers(path: Path, systemd_path: Path = Path(SYSTEMD_RESOLV_CONF)
-                     ) -> list[HostPort]:
-    """The host's nameservers, looking through systemd-resolved's stub to the servers behind it."""
+def read_nameservers(path: Path, systemd_path: Path = Path(SYSTEMD_RESOLV_CONF),
+                     keep_stub: bool = False) -> list[HostPort]:
+    """The host's nameservers, looking through systemd-resolved's stub to the servers behind it,
+    unless ``keep_stub`` (dockdns registered with resolved: the stub keeps per-link servers and
+    split DNS, and resolver/resolved/guard.py keeps the stub and dockdns from looping)."""
     servers = parse_resolv_conf(_read(path))
-    if servers and all(server.host in SYSTEMD_STUBS for server in servers):
+    if not keep_stub and servers and all(server.host in SYSTEMD_STUBS for server in servers):
         behind = parse_resolv_conf(_read(systemd_path)) if systemd_path.exists() else []
         if behind:
             return behind
@@ -159,6 +161,13 @@ class UpstreamSource:
         self._stamps: tuple[tuple[int, int, int] | None, ...] = ()
         self.table = UpstreamTable((), {})
         self._origin = ""
+        self.keep_stub = False
+
+    def keep_stub_servers(self, keep: bool) -> None:
+        """Forward to resolved's stub itself when resolv.conf names it (resolver/resolved/)."""
+        self.keep_stub = keep
+        if not self._static:
+            self.load(quiet=True)
 
     def reconfigure(self, config: ForwardSettings) -> None:
         """New upstreams, zones or resolv.conf path (SIGHUP): rebuild the table at once."""
@@ -178,7 +187,7 @@ class UpstreamSource:
             origin = "--upstream"
         else:
             self._stamps = tuple(_stamp(path) for path in self._paths)
-            default = read_nameservers(*self._paths)
+            default = read_nameservers(*self._paths, keep_stub=self.keep_stub)
             origin = str(self._paths[0])
         self.table = build_table(default, self._zones, self._listen)
         self._origin = origin

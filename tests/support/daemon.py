@@ -103,6 +103,8 @@ def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
         log_path = Path(log_file.name)
         process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO,
                                    env={**os.environ, "DOCKDNS_RESOLV_CONF": os.devnull,
+                                        # Never register with a host's own resolved.
+                                        "DOCKDNS_RESOLVED": "off",
                                         **(env or {})})
     try:
         _wait_listening(host, port, process, log_path, start_timeout)

@@ -53,6 +53,17 @@ def test_the_systemd_stub_is_looked_through(tmp_path: Path) -> None:
     assert read_nameservers(stub, tmp_path / "absent") == [HostPort("127.0.0.53", 53)]
 
 
+def test_the_stub_is_kept_while_registered_with_resolved(tmp_path: Path) -> None:
+    stub, real = tmp_path / "resolv.conf", tmp_path / "systemd.conf"
+    stub.write_text("nameserver 127.0.0.53\n")
+    real.write_text("nameserver 192.0.2.1\n")
+    assert read_nameservers(stub, real, keep_stub=True) == [HostPort("127.0.0.53", 53)]
+    source = UpstreamSource(Config(resolv_conf=str(stub)), systemd_path=str(real))
+    assert source.load(quiet=True).default == (HostPort("192.0.2.1", 53),)
+    source.keep_stub_servers(True)  # what resolver/resolved/ does once registered
+    assert source.table.default == (HostPort("127.0.0.53", 53),)
+
+
 def test_resolv_conf_is_re_read_when_it_changes(tmp_path: Path) -> None:
     path = tmp_path / "resolv.conf"
     path.write_text("nameserver 192.0.2.1\n")
