@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-debs=(docker.io busybox-static dnsutils dnsperf dnsmasq-base iproute2 util-linux procps)
+debs=(docker.io busybox-static dnsutils dnsperf dnsmasq-base iproute2 util-linux procps unbound)
 missing=()
 for deb in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")

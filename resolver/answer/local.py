@@ -145,7 +145,9 @@ def _srv_answer(snapshot: Snapshot, networks: Sequence[str], name: str, domain: 
 def answer_local(snapshot: Snapshot, networks: Sequence[str], query: wire.Query, ttl: int,
                  domain: str | None = None) -> LocalAnswer | None:
     """The registry's answer to ``query`` for a client on ``networks``; None: not ours."""
-    if query.qclass != wire.CLASS_IN:
+    if query.qclass != wire.CLASS_IN or not query.plain_labels:
+        # Registry names are dotted text: a label holding a dot (``host1\\.lan``) names nothing
+        # in it, however it reads once the labels are joined.
         return None
     name = query.name
     qtype = query.qtype

@@ -136,6 +136,13 @@ class Config:
     swarm_refresh: float = 2.0
     workers: int = 1
     rate_limit: float = 0.0
+    # Special-use names and local zones, CHAOS identity (resolver/forward/special_names.py).
+    special_names: bool = True
+    identity: str | None = None  # None: the host name, as Unbound
+    hide_identity: bool = False
+    hide_version: bool = False
+    # Shutdown: how long queries in flight may take before they get SERVFAIL.
+    drain_timeout: float = 2.0
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -332,6 +339,15 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="QPS"),
     Setting("workers", _int_in(1, 256), "processes serving the same addresses (SO_REUSEPORT), "
             "each with the whole registry", metavar="N"),
+    Setting("special_names", _bool, "answer special-use names (localhost, invalid, test, onion, "
+            "home.arpa, local) and private reverse zones here, as Unbound does, instead of "
+            "forwarding them"),
+    Setting("identity", _text, "what CHAOS id.server and hostname.bind answer (default: the "
+            "host name)", metavar="TEXT"),
+    Setting("hide_identity", _bool, "answer CHAOS id.server and hostname.bind with REFUSED"),
+    Setting("hide_version", _bool, "answer CHAOS version.bind and version.server with REFUSED"),
+    Setting("drain_timeout", _float_in(0, 60), "on SIGTERM, how long queries in flight may take; "
+            "those still waiting then get SERVFAIL", metavar="SECONDS"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

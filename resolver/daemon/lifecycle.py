@@ -262,7 +262,8 @@ class Daemon:
         # Memoized answers depend on these; forwarding settings too (a private reverse zone newly
         # routed upstream must stop getting the memoized local NXDOMAIN).
         if {"ttl", "domain", "as_container", "allow", "default_bridge_names", "upstreams",
-                "forward_zones", "bogus_priv"} & set(applied):
+                "forward_zones", "bogus_priv", "special_names", "identity", "hide_identity",
+                "hide_version"} & set(applied):
             # Swaps the views in one assignment: queries keep being answered, from new memos.
             self.handler.reconfigure(answer_settings(merged))
         self.tcp_state.max_connections = merged.tcp_max

@@ -34,6 +34,7 @@ from resolver.dns.upstream_message import (
 )
 from resolver.forward.cache import STALE_TTL, Cache, Entry
 from resolver.forward.health import UpstreamHealth
+from resolver.forward.special_names import SpecialSettings, special_reply
 from resolver.forward.transport import (
     UDPExchange,
     UpstreamUDP,
@@ -54,9 +55,6 @@ ANSWER_BUDGET = 3.5
 STALE_ANSWER_AFTER = 1.8
 # How often resolv.conf is checked and upstreams that are down are probed.
 MAINTENANCE_INTERVAL = 1.0
-# Zone transfers are multi-message TCP streams; they are not forwarded.
-TYPE_IXFR = 251
-TYPE_AXFR = 252
 
 
 @dataclass(slots=True)
@@ -249,6 +247,7 @@ class UpstreamForwarder:
         self.timeout = config.upstream_timeout
         self.max_inflight = config.max_inflight
         self.bogus_priv = config.bogus_priv
+        self.special = SpecialSettings.from_config(config)
         self.stats = ForwarderStats()
         # Per (upstream, outcome): as many as upstreams ever configured times the few outcomes.
         self.requests: dict[tuple[str, str], int] = {}
@@ -267,6 +266,7 @@ class UpstreamForwarder:
         self.timeout = config.upstream_timeout
         self.max_inflight = config.max_inflight
         self.bogus_priv = config.bogus_priv
+        self.special = SpecialSettings.from_config(config)
         cache = self.cache
         if (cache.size, cache.min_ttl, cache.max_ttl) != (
                 config.cache_size, config.cache_min_ttl, config.cache_max_ttl):
@@ -358,8 +358,8 @@ class UpstreamForwarder:
 
     async def forward(self, query: wire.Query, packet: bytes, tcp: bool,
                       view: View) -> ForwardedReply:
-        if query.qtype in (TYPE_AXFR, TYPE_IXFR):
-            return self._error(query, packet, wire.NOTIMP)
+        if (special := self._special(query)) is not None:  # special-use names, CHAOS
+            return special
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         key = cache_key(query)
         now = self.clock()
@@ -414,6 +414,13 @@ class UpstreamForwarder:
         # Not cacheable (TTL 0, a negative answer without SOA): this client only.
         return ForwardedReply(render(outcome.reply, query, outcome.reply.ttls, 0, max_size),
                               outcome.reply.rcode, SOURCE_FORWARD)
+
+    def _special(self, query: wire.Query) -> ForwardedReply | None:
+        reply = special_reply(query, self.special)
+        if reply is None:
+            return None
+        # Fixed until a reload, which makes new memos (resolver/daemon/lifecycle.py apply).
+        return ForwardedReply(reply, reply[3] & 0xF, SOURCE_LOCAL, memo_until=math.inf)
 
     def _failed(self, entry: Entry | None, query: wire.Query, packet: bytes, max_size: int,
                 rcode: int) -> ForwardedReply:
