@@ -41,7 +41,7 @@ from resolver.forward.transport import (
     tcp_exchange,
 )
 from resolver.forward.upstreams import UpstreamSource
-from resolver.ops.logs import RateLimitedLog
+from resolver.ops.logs import RateLimitedLog, printable
 from resolver.ops.stats import SOURCE_CACHE, SOURCE_FORWARD, SOURCE_LOCAL, QueryStats
 
 log = logging.getLogger("dockdns.forwarder")
@@ -109,7 +109,7 @@ class _Resolution:
             return scan_any(data)
         except BadReply as err:
             self.forwarder.stats.bad_replies += 1
-            limited.warning("unreadable upstream reply ignored: %s", str(err))
+            limited.warning("unreadable upstream reply ignored: %s", printable(str(err)))
             return None
 
     async def _tcp(self, server: HostPort, until: float) -> UpstreamReply | None:
@@ -283,6 +283,15 @@ class UpstreamForwarder:
     def inflight(self) -> int:
         return len(self._inflight)
 
+    @property
+    def rejected_replies(self) -> dict[str, int]:
+        """Upstream replies dropped, by reason (transport.TransportStats.reject, and
+        ``unreadable``: matched to a query but not a DNS message we can read)."""
+        rejected = dict(self.udp.stats.rejected)
+        if self.stats.bad_replies:
+            rejected["unreadable"] = self.stats.bad_replies
+        return rejected
+
     def start(self) -> None:
         # Quiet: the upstreams are logged once the daemon is up (a failed start says one line).
         self.source.load(quiet=True)
@@ -380,7 +389,7 @@ class UpstreamForwarder:
                                   SOURCE_LOCAL, memo_until=math.inf)
         servers = self.source.table.for_labels(query.labels)
         if not servers:
-            limited.warning("no upstream server for %s; answering SERVFAIL", query.name)
+            limited.warning("no upstream server for %s; answering SERVFAIL", query.presentation)
             return self._failed(entry, query, packet, max_size, wire.SERVFAIL)
         flight = (key, tcp)
         task = self._inflight.get(flight)
@@ -448,7 +457,7 @@ class UpstreamForwarder:
             stale = self.cache.get(key, now)
             if stale is not None and not stale.fresh(now):
                 self.cache.failed(stale, now)
-            log.debug("no usable answer for %s from %s", query.name,
+            log.debug("no usable answer for %s from %s", query.presentation,
                       ", ".join(str(s) for s in servers))
             return Outcome(None, resolution.failure_rcode)
         return Outcome(reply, reply.rcode, self.cache.put(key, reply, now))

@@ -40,6 +40,12 @@ class UpstreamMetrics(Protocol):
     @property
     def inflight(self) -> int: ...
 
+    @property
+    def rejected_replies(self) -> Mapping[str, int]:
+        """Replies dropped before use, by reason (``unknown_id``, ``wrong_source``,
+        ``wrong_question``, ``malformed``, ``unreadable``)."""
+        ...
+
 
 class CacheMetrics(Protocol):
     """The forwarder's answer cache."""
@@ -190,6 +196,17 @@ class DockdnsCollector(Collector):
         for (upstream, outcome), count in sorted(totals.items()):
             requests.add_metric([upstream, outcome], count)
         yield requests
+        rejected = CounterMetricFamily(
+            "dockdns_upstream_rejected_replies", "Upstream replies dropped unused (forged, late, "
+            "from the wrong address, for another question, or unreadable), by reason",
+            labels=["reason"])
+        reasons: dict[str, int] = {}
+        for part in self.upstreams:
+            for reason, count in part.rejected_replies.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        for reason, count in sorted(reasons.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
         yield GaugeMetricFamily("dockdns_upstream_inflight", "Requests waiting on an upstream",
                                 value=sum(part.inflight for part in self.upstreams))
 
