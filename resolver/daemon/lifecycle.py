@@ -2,8 +2,9 @@
 
 Phases as in uvicorn: ``startup()`` binds everything (a failure there is reported and nothing is
 left half-open), ``serve()`` waits for a signal, ``shutdown()`` stops taking queries first, gives
-in-flight queries up to ``DRAIN_SECONDS`` to finish, then cancels what is left. SIGHUP re-reads
-the config and applies what can change without a restart (``resolver/config/reload.py``).
+in-flight queries up to ``--drain-timeout`` to finish, then answers what is left SERVFAIL.
+SIGHUP re-reads the config and applies what can change without a restart
+(``resolver/config/reload.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from resolver.serve.udp import UDPSocketListener
 
 log = logging.getLogger("dockdns")
 
-# How long in-flight queries may take to finish once a stop was asked for.
+# How long background tasks may take to end once cancelled (the drain of queries in flight is
+# --drain-timeout).
 DRAIN_SECONDS = 2.0
 # How long startup waits for the Docker engines' first listing before it serves anyway, so that
 # container names answer from the first query when the engine is there, and an unreachable or
@@ -313,11 +315,17 @@ class Daemon:
             connection.stop_reading()
         in_flight = self.in_flight()
         if in_flight:
-            _, left = await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
-            log.info("drained in-flight queries: %d cancelled after %.0f s", len(left),
-                     DRAIN_SECONDS)
+            drain = self.config.drain_timeout
+            _, left = await asyncio.wait(in_flight, timeout=drain) if drain > 0 else (
+                set(), in_flight)
+            # Cancelled, each query answers SERVFAIL on its way out (the listeners' _answer),
+            # while the sockets are still open.
             for task in left:
                 task.cancel()
+            if left:
+                await asyncio.wait(left)
+            log.info("drained in-flight queries: %d cancelled after %g s (answered SERVFAIL)",
+                     len(left), drain)
         else:
             log.info("drained in-flight queries: 0 cancelled (none were in flight)")
         for listener in self.udp_listeners:
