@@ -24,13 +24,14 @@ from resolver.answer.handler import AnswerSettings, QueryHandler
 from resolver.config import reload
 from resolver.config.settings import Config, ConfigError, HostPort
 from resolver.daemon.sources import Source, build_sources, docker_metrics, readiness
+from resolver.daemon.supervise import SourceSupervisor
 from resolver.forward.forwarder import CacheCounters, UpstreamForwarder
 from resolver.ops.health import Health, SidecarCheck
 from resolver.ops.http import HTTPServer, Response
 from resolver.ops.logs import configure
 from resolver.ops.metrics import Metrics
 from resolver.ops.notify import Notifier
-from resolver.ops.privileges import PrivilegeError, drop_to
+from resolver.ops.privileges import PrivilegeError, drop_to, unreadable
 from resolver.ops.querylog import log_query
 from resolver.serve.ratelimit import RateLimiter
 from resolver.serve.sockets import bind_tcp, bind_udp
@@ -104,6 +105,9 @@ class Daemon:
         self.health = Health()
         for check in readiness(self.sources):
             self.health.add_check(check)
+        self.supervisor = SourceSupervisor()
+        for source in self.sources:
+            self.health.add_check(self.supervisor.check(source))
         if config.as_container is not None:
             self.health.add_check(SidecarCheck(config.as_container,
                                                lambda: self.handler.views.sidecar_found))
@@ -112,6 +116,7 @@ class Daemon:
         for engine in docker_metrics(self.sources):
             self.metrics.collector.attach_docker(engine)
         self.metrics.collector.attach_upstreams(self.forwarder)
+        self.metrics.collector.attach_sources(self.supervisor)
         self.metrics.collector.attach_cache(CacheCounters(self.forwarder, self.handler.stats))
         self.http: HTTPServer | None = None
         self.reconfigure_hooks: list[ReconfigureHook] = [self.forwarder.reconfigure]
@@ -139,7 +144,7 @@ class Daemon:
         self.forwarder.start()
         self.spawn(self.forwarder.run(), "forwarder")
         for source in self.sources:
-            self.spawn(source.run(), f"source-{source.name}")
+            self.spawn(self.supervisor.run(source), f"source-{source.name}")
         await self._first_sync()
         # What exists now is either there for good (modules) or acyclic (the registry, possibly
         # 100,000 names, freed by reference counting once replaced): the cyclic collector need
@@ -151,6 +156,10 @@ class Daemon:
             if self.config.user is not None:
                 user = drop_to(self.config.user)
                 log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
+                for path in unreadable(self.config.hosts_files):
+                    log.warning("hosts file %s cannot be read by user %s: changes to it will "
+                                "not be seen (its records as read at start are kept)", path,
+                                user.pw_name)
         except (StartupError, PrivilegeError) as err:
             await self._close_listeners()
             for source in self.sources:

@@ -116,6 +116,15 @@ class HostsFiles:
     def close(self) -> None:
         return None
 
+    @property
+    def ready(self) -> bool:
+        """False while a hosts file cannot be read (its last good records are served)."""
+        return not self.hosts.errors
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.hosts.errors.values())
+
 
 class DockerEngine:
     """One Docker engine (discovery/docker/source.py) as a ``Source``, a readiness check for

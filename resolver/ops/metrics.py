@@ -60,6 +60,15 @@ class CacheMetrics(Protocol):
     def misses(self) -> int: ...
 
 
+class SourceMetrics(Protocol):
+    """The supervisor of the sources' run loops (resolver/daemon/supervise.py)."""
+
+    @property
+    def restarts(self) -> Mapping[str, int]:
+        """Source name -> times its run loop failed and was started again."""
+        ...
+
+
 @runtime_checkable
 class DockerMetrics(Protocol):
     """One Docker engine the Docker source watches."""
@@ -118,6 +127,7 @@ class DockdnsCollector(Collector):
         self.upstreams: list[UpstreamMetrics] = []
         self.caches: list[CacheMetrics] = []
         self.engines: list[DockerMetrics] = []
+        self.sources: list[SourceMetrics] = []
         self._names: tuple[int, dict[str, int]] = (-1, {})
 
     # The hook points: each part attaches itself once it exists.
@@ -130,6 +140,9 @@ class DockdnsCollector(Collector):
     def attach_docker(self, engine: DockerMetrics) -> None:
         self.engines.append(engine)
 
+    def attach_sources(self, sources: SourceMetrics) -> None:
+        self.sources.append(sources)
+
     def collect(self) -> Iterable[Metric]:
         yield from self._queries()
         yield self._durations()
@@ -137,6 +150,17 @@ class DockdnsCollector(Collector):
         yield from self._upstream_metrics()
         yield from self._cache_metrics()
         yield from self._docker_metrics()
+        yield from self._source_metrics()
+
+    def _source_metrics(self) -> Iterator[Metric]:
+        if not self.sources:
+            return
+        restarts = CounterMetricFamily("dockdns_source_restarts", "Times a source's run loop "
+                                       "failed and was started again", labels=["source"])
+        for part in self.sources:
+            for source, count in sorted(part.restarts.items()):
+                restarts.add_metric([source], count)
+        yield restarts
 
     def _queries(self) -> Iterator[Metric]:
         queries = CounterMetricFamily(
