@@ -168,6 +168,8 @@ def dockdns(name: str, host: str, port: int, args: list[str], probe: str, log_di
     argv = [sys.executable, "-m", "resolver", "serve", "--listen", f"{host}:{port}",
             "--metrics-listen", f"127.0.0.1:{free_port()}",
             "--log-level", "warning" if workers == 1 else "info", *args]
+    # The workloads' zones are under .test, which dockdns would otherwise answer NXDOMAIN itself.
+    argv.append("--no-special-names")
     if workers > 1:
         argv += ["--workers", str(workers)]
     if not docker:

@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # locally made base; docker-compose: Debian's Compose, which runs deploy/compose.yaml in the tests;
 # systemd: systemd-analyze, which verifies deploy/dockdns.service.
 debs=(docker.io busybox-static dnsutils dnsperf dnsmasq-base iproute2 util-linux procps
-      python3.11-minimal libpython3.11-stdlib docker-compose systemd dbus podman)
+      python3.11-minimal libpython3.11-stdlib docker-compose systemd dbus podman unbound)
 missing=()
 for deb in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")

@@ -30,6 +30,15 @@ class HostsFiles:
             self.paths = list(settings.hosts_files)
             self.hosts.set_paths(self.paths)
 
+    @property
+    def ready(self) -> bool:
+        """False while a hosts file cannot be read (its last good records are served)."""
+        return not self.hosts.errors
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.hosts.errors.values())
+
     async def first_sync(self) -> None:
         return None  # loaded in start()
 

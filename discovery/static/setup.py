@@ -3,6 +3,8 @@ made, since a SIGHUP may add records later."""
 
 from __future__ import annotations
 
+import asyncio
+
 from discovery.registry.registry import Registry
 from discovery.registry.source import DiscoverySettings, Source
 from discovery.static.source import StaticSource
@@ -21,7 +23,9 @@ class StaticRecords:
         self.static.load()
 
     async def run(self) -> None:
-        return None
+        # Nothing to follow between reloads (SIGHUP reconfigures); a run loop that returned would
+        # count as a failed source to the supervisor.
+        await asyncio.get_running_loop().create_future()
 
     async def load(self) -> None:
         self.static.load()

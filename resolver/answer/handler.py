@@ -188,7 +188,7 @@ class QueryHandler:
             limited.warning("dropped a query for %s that dockdns itself forwarded: it came back "
                             "(a forwarding loop: is dockdns also one of resolved's global or "
                             "default-route servers?)",
-                            query.name.encode("unicode_escape").decode("ascii"))
+                            query.presentation.lower())
             return b""
         reply = self.guard.local_reply(query)
         if reply is None:

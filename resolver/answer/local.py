@@ -296,7 +296,9 @@ def answer_local(snapshot: Snapshot, networks: Sequence[str], query: wire.Query,
 
     ``private`` is the client's address when it has names of its own (--add-host, --link);
     ``host`` what ``host.docker.internal`` answers it (empty: --no-host-names)."""
-    if query.qclass != wire.CLASS_IN:
+    if query.qclass != wire.CLASS_IN or not query.plain_labels:
+        # Registry names are dotted text: a label holding a dot (``host1\\.lan``) names nothing
+        # in it, however it reads once the labels are joined.
         return None
     name = query.name
     qtype = query.qtype

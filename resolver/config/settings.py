@@ -87,6 +87,13 @@ class Config:
     compat: tuple[str, ...] = COMPAT_ALL
     records: tuple[StaticRecord, ...] = ()
     resolved: str = "auto"  # systemd-resolved integration (resolver/resolved/)
+    # Special-use names and local zones, CHAOS identity (resolver/forward/special_names.py).
+    special_names: bool = True
+    identity: str | None = None  # None: the host name, as Unbound
+    hide_identity: bool = False
+    hide_version: bool = False
+    # Shutdown: how long queries in flight may take before they get SERVFAIL.
+    drain_timeout: float = 2.0
     # Where each value came from, for `dockdns check` and error messages; not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -340,6 +347,17 @@ SETTINGS += (
             "DNS server of --domain and Docker's reverse zones (auto: when it is on the system "
             "bus; on: a startup error without it)", metavar="auto|on|off", area="daemon",
             live=False),
+    Setting("special_names", _bool, "answer special-use names (localhost, invalid, test, onion, "
+            "home.arpa, local) and private reverse zones here, as Unbound does, instead of "
+            "forwarding them", area="forward", memo=True),
+    Setting("identity", _text, "what CHAOS id.server and hostname.bind answer (default: the "
+            "host name)", metavar="TEXT", area="forward", memo=True),
+    Setting("hide_identity", _bool, "answer CHAOS id.server and hostname.bind with REFUSED",
+            area="forward", memo=True),
+    Setting("hide_version", _bool, "answer CHAOS version.bind and version.server with REFUSED",
+            area="forward", memo=True),
+    Setting("drain_timeout", _float_in(0, 60), "on SIGTERM, how long queries in flight may take; "
+            "those still waiting then get SERVFAIL", metavar="SECONDS", area="daemon"),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}

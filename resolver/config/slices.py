@@ -28,7 +28,9 @@ def forward_settings(config: Config) -> ForwardSettings:
         upstream_timeout=config.upstream_timeout, max_inflight=config.max_inflight,
         cache_size=config.cache_size, cache_min_ttl=config.cache_min_ttl,
         cache_max_ttl=config.cache_max_ttl, serve_stale=config.serve_stale,
-        bogus_priv=config.bogus_priv)
+        bogus_priv=config.bogus_priv, special_names=config.special_names,
+        identity=config.identity, hide_identity=config.hide_identity,
+        hide_version=config.hide_version)
 
 
 def tcp_settings(config: Config) -> TCPSettings:

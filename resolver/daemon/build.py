@@ -13,6 +13,7 @@ from resolver.answer.handler import QueryHandler
 from resolver.config import slices
 from resolver.config.settings import Config
 from resolver.daemon.sources import build_sources, docker_metrics, readiness
+from resolver.daemon.supervise import SourceSupervisor
 from resolver.forward.forwarder import CacheCounters, UpstreamForwarder
 from resolver.ops.health import Health, SidecarCheck
 from resolver.ops.metrics import Metrics
@@ -33,6 +34,7 @@ class Components:
     health: Health
     metrics: Metrics
     notifier: Notifier
+    supervisor: SourceSupervisor
 
 
 def answering(config: Config) -> tuple[Registry, UpstreamForwarder, QueryHandler]:
@@ -57,6 +59,10 @@ def build(config: Config, worker: int = 0) -> Components:
     health = Health()
     for check in readiness(sources):
         health.add_check(check)
+    # Every source's run loop is restarted when it fails, and /readyz names it meanwhile.
+    supervisor = SourceSupervisor()
+    for source in sources:
+        health.add_check(supervisor.check(source))
     if config.as_container is not None:
         health.add_check(SidecarCheck(config.as_container,
                                       lambda: handler.views.sidecar_found))
@@ -64,6 +70,7 @@ def build(config: Config, worker: int = 0) -> Components:
     for engine in docker_metrics(sources):
         metrics.collector.attach_docker(engine)
     metrics.collector.attach_upstreams(forwarder)
+    metrics.collector.attach_sources(supervisor)
     metrics.collector.attach_cache(CacheCounters(forwarder, handler.stats))
     # systemd hears one process: worker 0 (as for the health endpoints), on behalf of the
     # supervisor systemd started when there are several.
@@ -71,4 +78,4 @@ def build(config: Config, worker: int = 0) -> Components:
         main_pid=os.getppid() if config.workers > 1 else None) if worker == 0
         else Notifier(None))
     return Components(registry, sources, forwarder, handler, tcp_state, limiter, health,
-                      metrics, notifier)
+                      metrics, notifier, supervisor)

@@ -4,8 +4,9 @@ signals.py.
 
 Phases as in uvicorn: ``startup()`` binds everything (a failure there is reported and nothing is
 left half-open), ``serve()`` waits for a signal, ``shutdown()`` stops taking queries first, gives
-in-flight queries up to ``DRAIN_SECONDS`` to finish, then cancels what is left. SIGHUP re-reads
-the config and applies what can change without a restart (``resolver/config/reload.py``).
+in-flight queries up to ``--drain-timeout`` to finish, then answers what is left SERVFAIL.
+SIGHUP re-reads the config and applies what can change without a restart
+(``resolver/config/reload.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from resolver.daemon.sources import static_conflict
 from resolver.ops.endpoints import routes
 from resolver.ops.http import HTTPServer
 from resolver.ops.logs import configure
-from resolver.ops.privileges import PrivilegeError, drop_to
+from resolver.ops.privileges import PrivilegeError, drop_to, unreadable
 from resolver.ops.querylog import log_query
 from resolver.resolved.integration import ResolvedIntegration, ResolvedUnavailable
 from resolver.serve.sockets import bind_problem, bind_tcp, bind_udp
@@ -33,7 +34,8 @@ from resolver.serve.udp import UDPSocketListener
 
 log = logging.getLogger("dockdns")
 
-# How long in-flight queries may take to finish once a stop was asked for.
+# How long background tasks may take to end once cancelled (the drain of queries in flight is
+# --drain-timeout).
 DRAIN_SECONDS = 2.0
 # How long startup waits for the Docker engines' first listing before it serves anyway, so that
 # container names answer from the first query when the engine is there, and an unreachable or
@@ -72,6 +74,7 @@ class Daemon:
         self.health = parts.health
         self.metrics = parts.metrics
         self.notifier = parts.notifier
+        self.supervisor = parts.supervisor
         self.udp_listeners: list[UDPSocketListener] = []
         self.tcp_servers: list[asyncio.Server] = []
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -103,7 +106,7 @@ class Daemon:
         self.forwarder.start()
         self.spawn(self.forwarder.run(), "forwarder")
         for source in self.sources:
-            self.spawn(source.run(), f"source-{source.name}")
+            self.spawn(self.supervisor.run(source), f"source-{source.name}")
         await self._first_sync()
         # What exists now is either there for good (modules) or acyclic (the registry, possibly
         # 100,000 names, freed by reference counting once replaced): the cyclic collector need
@@ -119,6 +122,10 @@ class Daemon:
             if self.config.user is not None:
                 user = drop_to(self.config.user)
                 log.info("running as user %s (uid %d)", user.pw_name, user.pw_uid)
+                for path in unreadable(self.config.hosts_files):
+                    log.warning("hosts file %s cannot be read by user %s: changes to it will "
+                                "not be seen (its records as read at start are kept)", path,
+                                user.pw_name)
         except (StartupError, PrivilegeError, ConfigError, ResolvedUnavailable) as err:
             await self.resolved.stop()  # systemd-resolved
             await self._close_listeners()
@@ -263,11 +270,17 @@ class Daemon:
             connection.stop_reading()
         in_flight = self.in_flight()
         if in_flight:
-            _, left = await asyncio.wait(in_flight, timeout=DRAIN_SECONDS)
-            log.info("drained in-flight queries: %d cancelled after %.0f s", len(left),
-                     DRAIN_SECONDS)
+            drain = self.config.drain_timeout
+            _, left = await asyncio.wait(in_flight, timeout=drain) if drain > 0 else (
+                set(), in_flight)
+            # Cancelled, each query answers SERVFAIL on its way out (the listeners' _answer),
+            # while the sockets are still open.
             for task in left:
                 task.cancel()
+            if left:
+                await asyncio.wait(left)
+            log.info("drained in-flight queries: %d cancelled after %g s (answered SERVFAIL)",
+                     len(left), drain)
         else:
             log.info("drained in-flight queries: 0 cancelled (none were in flight)")
         for listener in self.udp_listeners:

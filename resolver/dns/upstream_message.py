@@ -51,6 +51,12 @@ NAMES_IN_RDATA: dict[int, tuple[int, int]] = {
     39: (0, 1),  # DNAME
 }
 
+TYPE_DNAME = 39
+TYPE_RRSIG = 46
+# CNAMEs followed when scrubbing an answer section: far more than any real chain (resolvers
+# give up at 8-16), and a bound on the work a hostile reply can cause.
+MAX_CHAIN = 32
+
 # Response codes an upstream may send that mean "ask another one" rather than an answer.
 RETRY_RCODES = frozenset({wire.SERVFAIL, wire.REFUSED, wire.FORMERR, wire.NOTIMP})
 
@@ -177,16 +183,69 @@ def _check_pointers(packet: bytes, offset: int, limit: int) -> int:
     return end
 
 
+def _lowered_name(packet: bytes, offset: int) -> tuple[bytes, ...]:
+    """The labels of the (checked, possibly compressed) name at ``offset``, in lower case."""
+    try:
+        labels, _ = wire.read_name(packet, offset, allow_pointers=True)
+    except ValueError as err:
+        raise BadReply(str(err)) from None
+    return tuple(bytes(label).lower() for label in labels)
+
+
 def _ttl_value(ttl: int) -> int:
     """RFC 2181 8: a TTL with the top bit set is treated as zero."""
     return 0 if ttl & 0x80000000 else ttl
 
 
-def scan(reply: bytes) -> UpstreamReply:
+def _out_of_chain(question: bytes, answers: list[tuple[tuple[bytes, ...], int,
+                                                       tuple[bytes, ...] | None]]) -> set[int]:
+    """Which answer records (by index) are not part of the question's CNAME chain.
+
+    The answer section answers one question: the name asked, the CNAMEs (and DNAMEs) it leads
+    through and the records of their targets. Anything else there (``victim.other A 6.6.6.6``
+    added by a poisoning upstream) is removed before any client sees it, as Unbound's scrubber
+    does.
+    """
+    labels, _ = wire.read_name(question, 0, allow_pointers=False)
+    chain = {tuple(bytes(label).lower() for label in labels)}
+    follow = struct.unpack_from("!H", question, len(question) - 4)[0] != wire.TYPE_CNAME
+    for _ in range(MAX_CHAIN if follow else 0):
+        grown = {target for owner, rtype, target in answers
+                 if rtype == wire.TYPE_CNAME and owner in chain and target is not None}
+        if grown <= chain:
+            break
+        chain |= grown
+    drop: set[int] = set()
+    for index, (owner, rtype, _target) in enumerate(answers):
+        if owner in chain:
+            continue
+        if rtype in (TYPE_DNAME, TYPE_RRSIG) and any(
+                name[len(name) - len(owner):] == owner for name in chain if len(name) > len(owner)):
+            continue  # a DNAME above a name of the chain (and its signature)
+        drop.add(index)
+    return drop
+
+
+def _without_answers(reply: bytes, drop: set[int]) -> bytes:
+    """The reply re-encoded by dnslib without the answer records ``drop``: the records after
+    them may have pointed into them, so they cannot just be cut out of the bytes."""
+    try:
+        record = dnslib.DNSRecord.parse(reply)
+        record.rr = [rr for index, rr in enumerate(record.rr) if index not in drop]
+        opt = [rr for rr in record.ar if rr.rtype == wire.TYPE_OPT]
+        record.ar = [rr for rr in record.ar if rr.rtype != wire.TYPE_OPT] + opt[:1]
+        packed: bytes = record.pack()
+    except Exception as err:  # dnslib raises many kinds on bad input
+        raise BadReply(f"unreadable reply: {err}") from None
+    return packed
+
+
+def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
     """Scan one reply (already matched to our query) or raise ``BadReply``.
 
     Declines, rather than misreads, what the per-client reuse could not handle: pointers that go
-    forward and an OPT record that is not the last record. ``normalize`` fixes those.
+    forward and an OPT record that is not the last record. ``normalize`` fixes those. Answer
+    records outside the question's chain are scrubbed (``_out_of_chain``).
     """
     question = reply_question(reply)
     if question is None:
@@ -200,10 +259,13 @@ def scan(reply: bytes) -> UpstreamReply:
     ext_rcode = 0
     opt_at: int | None = None
     negative_ttl: int | None = None
+    answers: list[tuple[tuple[bytes, ...], int, tuple[bytes, ...] | None]] = []
     total = ancount + nscount + arcount
     for index in range(total):
         record_start = offset
         offset = _check_pointers(reply, offset, len(reply))
+        if index < ancount:
+            owner = _lowered_name(reply, record_start)
         if offset + wire.RR_FIXED.size > len(reply):
             raise BadReply("record runs past the end")
         rtype, _, ttl, rdlength = wire.RR_FIXED.unpack_from(reply, offset)
@@ -226,6 +288,10 @@ def scan(reply: bytes) -> UpstreamReply:
             at = offset + layout[0]
             for _ in range(layout[1]):
                 at = _check_pointers(reply, at, rdata_end)
+        if index < ancount:
+            target = (_lowered_name(reply, fixed_at + wire.RR_FIXED.size)
+                      if rtype == wire.TYPE_CNAME else None)
+            answers.append((owner, rtype, target))
         if rtype == wire.TYPE_SOA and ancount <= index < ancount + nscount:
             if rdlength < 20:
                 raise BadReply("SOA record too short")
@@ -239,6 +305,11 @@ def scan(reply: bytes) -> UpstreamReply:
         ends.append(offset - body_start)
     if offset != len(reply):
         raise BadReply("trailing bytes after the message")
+    drop = _out_of_chain(question, answers)
+    if drop:
+        if scrubbed:
+            raise BadReply("answer section still outside the question's chain")
+        return scan(_without_answers(reply, drop), scrubbed=True)
     body_end = opt_at if opt_at is not None else offset
     return UpstreamReply(
         flags=flags,

@@ -8,8 +8,14 @@ dnslib is used where whole messages from upstream are handled (see ``resolver.fo
 Bad input is sorted in tiers, each in exactly one place (``parse_query``):
   * under 12 bytes, or the QR bit set        -> ``DropQuery``: nothing is sent (no reflection loops)
   * an opcode other than QUERY               -> NOTIMP
-  * QDCOUNT != 1, or anything that won't parse -> FORMERR
+  * QDCOUNT != 1, or anything that won't parse -> FORMERR (with the client's OPT, once it was read)
+  * a zone transfer (AXFR, IXFR)             -> REFUSED, for every name (as Unbound does)
+  * a meta type as the question (OPT, TSIG, TKEY, MAILA, MAILB, 128-248)
+                                             -> FORMERR (RFC 6895 3.1, as Unbound does)
   * an EDNS version other than 0             -> BADVERS (RFC 6891 6.1.3)
+
+Bytes after the last record are ignored, as Unbound and dnsmasq ignore them: some middleboxes pad
+queries, and refusing them would only make those clients fail.
 """
 
 from __future__ import annotations
@@ -52,8 +58,22 @@ TYPE_TXT = 16
 TYPE_AAAA = 28
 TYPE_SRV = 33
 TYPE_OPT = 41
+TYPE_TKEY = 249
+TYPE_TSIG = 250
+TYPE_IXFR = 251
+TYPE_AXFR = 252
+TYPE_MAILB = 253
+TYPE_MAILA = 254
 TYPE_ANY = 255
 CLASS_IN = 1
+CLASS_CH = 3
+
+# Zone transfers are multi-message TCP streams between servers; a stub resolver never serves them.
+ZONE_TRANSFER_TYPES = frozenset({TYPE_AXFR, TYPE_IXFR})
+# RFC 6895 3.1: types that only make sense inside a message, never as the thing asked for.
+# 128-248 is the meta range reserved for future ones (Unbound refuses the same set).
+META_QUESTION_TYPES = frozenset({TYPE_OPT, TYPE_TKEY, TYPE_TSIG, TYPE_MAILB, TYPE_MAILA,
+                                 *range(128, 249)})
 
 # Plain DNS over UDP without EDNS may not exceed 512 bytes (RFC 1035 4.2.1).
 MIN_UDP_SIZE = 512
@@ -110,6 +130,17 @@ class Query:
     @property
     def name_as_asked(self) -> str:
         return b".".join(self.labels).decode("latin-1")
+
+    @property
+    def presentation(self) -> str:
+        """The name as asked, escaped for logs (RFC 1035 5.1, as dig and Unbound print it)."""
+        return presentation(self.labels)
+
+    @property
+    def plain_labels(self) -> bool:
+        """Whether no label holds a dot: only then can ``name`` stand for the wire name
+        (``host1\\.lan``, one label, must not be taken for ``host1.lan``, two)."""
+        return not any(b"." in label for label in self.labels)
 
     @property
     def max_udp_size(self) -> int:
@@ -203,6 +234,7 @@ def parse_query(packet: bytes) -> Query:
     dnssec_ok = False
     payload = 0
     options = False
+    reading = partial
     try:
         for index in range(ancount + nscount + arcount):
             _, offset = read_name(packet, offset, allow_pointers=True)
@@ -220,11 +252,12 @@ def parse_query(packet: bytes) -> Query:
                 version = (ttl >> 16) & 0xFF
                 dnssec_ok = bool(ttl & 0x8000)
                 options = rdlength > 0
+                # A FORMERR for what follows still carries our OPT back (as Unbound does).
+                reading = Query(qid, flags, question, labels, qtype, qclass, True, version,
+                                dnssec_ok, payload, options, False)
             offset += rdlength
-        if offset != len(packet):
-            raise ValueError("trailing bytes after the message")
     except ValueError as err:
-        raise QueryError(FORMERR, str(err), partial) from err
+        raise QueryError(FORMERR, str(err), reading) from err
 
     query = Query(
         id=qid,
@@ -240,9 +273,37 @@ def parse_query(packet: bytes) -> Query:
         edns_options=options,
         extra_records=(ancount + nscount + arcount) > (1 if edns else 0),
     )
+    if qtype in ZONE_TRANSFER_TYPES:
+        raise QueryError(REFUSED, "zone transfer", query)
+    if qtype in META_QUESTION_TYPES:
+        raise QueryError(FORMERR, f"meta type {qtype} as the question", query)
     if edns and version != 0:
         raise QueryError(BADVERS, f"EDNS version {version}", query)
     return query
+
+
+# Characters dig and Unbound print with a backslash before them rather than as \DDD.
+_SPECIAL = frozenset(b'.\\"();@$')
+
+
+def escape_label(label: bytes) -> str:
+    """One label in presentation form: printable ASCII as is, ``.`` ``\\`` and the like after a
+    backslash, every other byte (space, control, non-ASCII) as ``\\DDD``. A name a client chose
+    can then never forge a line or a field in a log."""
+    out: list[str] = []
+    for byte in label:
+        if byte in _SPECIAL:
+            out.append("\\" + chr(byte))
+        elif 0x21 <= byte <= 0x7E:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    return "".join(out)
+
+
+def presentation(labels: tuple[bytes, ...]) -> str:
+    """A whole name in presentation form, without the trailing dot (``.`` for the root)."""
+    return ".".join(escape_label(label) for label in labels) or "."
 
 
 # --- building replies ---------------------------------------------------------------------------

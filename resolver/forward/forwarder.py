@@ -28,6 +28,7 @@ from resolver.forward.pool import UpstreamPool
 from resolver.forward.private_reverse import PrivateReverseStage
 from resolver.forward.resolution import Outcome, Resolution
 from resolver.forward.settings import ForwardSettings
+from resolver.forward.special_names import SpecialNamesStage
 from resolver.forward.transport import UpstreamUDP
 from resolver.forward.upstreams import UpstreamSource
 from resolver.ops.logs import RateLimitedLog
@@ -42,9 +43,6 @@ limited = RateLimitedLog(log)
 ANSWER_BUDGET = 3.5
 # How often resolv.conf is checked and upstreams that are down are probed.
 MAINTENANCE_INTERVAL = 1.0
-# Zone transfers are multi-message TCP streams; they are not forwarded.
-TYPE_IXFR = 251
-TYPE_AXFR = 252
 
 
 class ForwardStage:
@@ -75,7 +73,7 @@ class ForwardStage:
         query = request.query
         servers = self.upstreams.table.for_labels(query.labels)
         if not servers:
-            limited.warning("no upstream server for %s; answering SERVFAIL", query.name)
+            limited.warning("no upstream server for %s; answering SERVFAIL", query.presentation)
             request.note(self.name, "no upstream server is configured for this name: SERVFAIL")
             return self._failure(request, wire.SERVFAIL)
         flight = (request.key, request.tcp)
@@ -137,7 +135,7 @@ class ForwardStage:
             stale = cache.get(key, now)
             if stale is not None and not stale.fresh(now):
                 cache.failed(stale, now)
-            log.debug("no usable answer for %s from %s", query.name,
+            log.debug("no usable answer for %s from %s", query.presentation,
                       ", ".join(str(s) for s in servers))
             return Outcome(None, resolution.failure_rcode)
         return Outcome(reply, reply.rcode, cache.put(key, reply, now))
@@ -183,11 +181,12 @@ class UpstreamForwarder:
         self.source = UpstreamSource(settings)
         self.pool = UpstreamPool(settings.upstream_timeout)
         self.cache_stage = CacheStage(settings, self.stats, clock)
+        self.special_names = SpecialNamesStage(settings)
         self.private_reverse = PrivateReverseStage(settings.bogus_priv, self.source, self.stats)
         self.forward_stage = ForwardStage(settings, self.source, self.pool, self.cache_stage,
                                           self.stats, clock)
-        self.stages: tuple[Stage, ...] = (self.private_reverse, self.cache_stage,
-                                          self.forward_stage)
+        self.stages: tuple[Stage, ...] = (self.special_names, self.private_reverse,
+                                          self.cache_stage, self.forward_stage)
         self._chain = chain(self.stages, _no_answer)
 
     # --- what the metrics and the daemon read -----------------------------------------------
@@ -207,6 +206,15 @@ class UpstreamForwarder:
     @property
     def requests(self) -> dict[tuple[str, str], int]:
         return self.pool.requests
+
+    @property
+    def rejected_replies(self) -> dict[str, int]:
+        """Upstream replies dropped, by reason (transport.TransportStats.reject, and
+        ``unreadable``: matched to a query but not a DNS message we can read)."""
+        rejected = dict(self.udp.stats.rejected)
+        if self.stats.bad_replies:
+            rejected["unreadable"] = self.stats.bad_replies
+        return rejected
 
     @property
     def inflight(self) -> int:
@@ -231,6 +239,7 @@ class UpstreamForwarder:
         self.pool.timeout = settings.upstream_timeout
         self.forward_stage.max_inflight = settings.max_inflight
         self.private_reverse.enabled = settings.bogus_priv
+        self.special_names.reconfigure(settings)
         self.cache_stage.reconfigure(settings)
 
     def start(self) -> None:
@@ -257,11 +266,6 @@ class UpstreamForwarder:
 
     async def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
                       trace: Trace | None = None) -> ForwardedReply:
-        if query.qtype in (TYPE_AXFR, TYPE_IXFR):
-            if trace is not None:
-                trace.note("forward", "a zone transfer: not forwarded (NOTIMP)")
-            return ForwardedReply(wire.error_reply(query, packet, wire.NOTIMP), wire.NOTIMP,
-                                  SOURCE_FORWARD)
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         request = Request(query, packet, tcp, view, max_size, cache_key(query), trace)
         return await self._chain(request)

@@ -19,7 +19,7 @@ from resolver.forward.cache import Entry
 from resolver.forward.counters import ForwarderStats
 from resolver.forward.pool import UpstreamPool
 from resolver.forward.transport import UDPExchange, tcp_exchange
-from resolver.ops.logs import RateLimitedLog
+from resolver.ops.logs import RateLimitedLog, printable
 
 log = logging.getLogger("dockdns.forwarder")
 limited = RateLimitedLog(log)
@@ -63,7 +63,7 @@ class Resolution:
             return scan_any(data)
         except BadReply as err:
             self.stats.bad_replies += 1
-            limited.warning("unreadable upstream reply ignored: %s", str(err))
+            limited.warning("unreadable upstream reply ignored: %s", printable(str(err)))
             return None
 
     async def _tcp(self, server: HostPort, until: float) -> UpstreamReply | None:

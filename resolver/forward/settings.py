@@ -46,3 +46,8 @@ class ForwardSettings:
     cache_max_ttl: int = 86_400
     serve_stale: bool = True
     bogus_priv: bool = True
+    # Special-use names, local zones and CHAOS (resolver/forward/special_names.py).
+    special_names: bool = True
+    identity: str | None = None  # None: the host name, as Unbound
+    hide_identity: bool = False
+    hide_version: bool = False

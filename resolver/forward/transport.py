@@ -68,6 +68,15 @@ class TransportStats:
     tcp_sent: int = 0
     ignored: int = 0  # datagrams that matched no outstanding query (forged, late, garbage)
     rotations: int = 0
+    # The same, by reason: the ``reason`` label of dockdns_upstream_rejected_replies_total.
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        """Count one reply dropped: ``malformed`` (no header or question), ``unknown_id`` (no
+        query of ours has that ID: forged, or late), ``wrong_source`` (not from the address and
+        port asked) or ``wrong_question``."""
+        self.ignored += 1
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
 
 @dataclass(eq=False, slots=True)
@@ -99,15 +108,24 @@ class _Socket:
             self.dispatch(data, addr)
 
     def dispatch(self, data: bytes, addr: Any) -> None:
-        qid = int.from_bytes(data[:2], "big")
-        waiter = self.pending.get(qid) if len(data) >= 12 else None
-        if waiter is None or addr[0] != waiter.host or addr[1] != waiter.port:
-            self.stats.ignored += 1
+        if len(data) < 12:
+            self.stats.reject("malformed")
+            return
+        waiter = self.pending.get(int.from_bytes(data[:2], "big"))
+        if waiter is None:
+            self.stats.reject("unknown_id")
+            return
+        if addr[0] != waiter.host or addr[1] != waiter.port:
+            self.stats.reject("wrong_source")
             return
         question = reply_question(data)
-        if question is None or not same_question(question, waiter.question):
-            self.stats.ignored += 1
+        if question is None:
+            self.stats.reject("malformed")
             return
+        if not same_question(question, waiter.question):
+            self.stats.reject("wrong_question")
+            return
+        qid = int.from_bytes(data[:2], "big")
         self.forget(qid)
         if not waiter.future.done():
             waiter.future.set_result(data)
@@ -247,8 +265,13 @@ async def tcp_exchange(server: HostPort, message: bytes, question: bytes, timeou
             while True:
                 data = await read_framed(reader)
                 found = reply_question(data)
-                if data[:2] == qid and found is not None and same_question(found, question):
+                if data[:2] != qid:
+                    stats.reject("unknown_id")
+                elif found is None:
+                    stats.reject("malformed")
+                elif not same_question(found, question):
+                    stats.reject("wrong_question")
+                else:
                     return data
-                stats.ignored += 1
         finally:
             writer.close()

@@ -10,6 +10,14 @@ from typing import Any
 
 # A message repeated more often than this is logged once per interval with a count of the rest.
 REPEAT_INTERVAL = 10.0
+# Control characters (a newline above all) would let text from outside forge log lines.
+_CONTROL = {code: f"\\{code:03d}" for code in [*range(0x20), 0x7F]}
+
+
+def printable(text: str) -> str:
+    """``text`` from outside (an error message, a file's bytes) with every control character
+    as ``\\DDD``, as names are printed (resolver.dns.wire.presentation)."""
+    return text.translate(_CONTROL)
 
 
 class RateLimitedLog:

@@ -40,6 +40,12 @@ class UpstreamMetrics(Protocol):
     @property
     def inflight(self) -> int: ...
 
+    @property
+    def rejected_replies(self) -> Mapping[str, int]:
+        """Replies dropped before use, by reason (``unknown_id``, ``wrong_source``,
+        ``wrong_question``, ``malformed``, ``unreadable``)."""
+        ...
+
 
 class CacheMetrics(Protocol):
     """The forwarder's answer cache."""
@@ -52,6 +58,15 @@ class CacheMetrics(Protocol):
 
     @property
     def misses(self) -> int: ...
+
+
+class SourceMetrics(Protocol):
+    """The supervisor of the sources' run loops (resolver/daemon/supervise.py)."""
+
+    @property
+    def restarts(self) -> Mapping[str, int]:
+        """Source name -> times its run loop failed and was started again."""
+        ...
 
 
 @runtime_checkable
@@ -102,6 +117,7 @@ class DockdnsCollector(Collector):
         self.upstreams: list[UpstreamMetrics] = []
         self.caches: list[CacheMetrics] = []
         self.engines: list[DockerMetrics] = []
+        self.sources: list[SourceMetrics] = []
         self._names: tuple[int, dict[str, int]] = (-1, {})
 
     # The hook points: each part attaches itself once it exists.
@@ -114,6 +130,9 @@ class DockdnsCollector(Collector):
     def attach_docker(self, engine: DockerMetrics) -> None:
         self.engines.append(engine)
 
+    def attach_sources(self, sources: SourceMetrics) -> None:
+        self.sources.append(sources)
+
     def collect(self) -> Iterable[Metric]:
         yield from self._queries()
         yield self._durations()
@@ -121,6 +140,17 @@ class DockdnsCollector(Collector):
         yield from self._upstream_metrics()
         yield from self._cache_metrics()
         yield from self._docker_metrics()
+        yield from self._source_metrics()
+
+    def _source_metrics(self) -> Iterator[Metric]:
+        if not self.sources:
+            return
+        restarts = CounterMetricFamily("dockdns_source_restarts", "Times a source's run loop "
+                                       "failed and was started again", labels=["source"])
+        for part in self.sources:
+            for source, count in sorted(part.restarts.items()):
+                restarts.add_metric([source], count)
+        yield restarts
 
     def _queries(self) -> Iterator[Metric]:
         queries = CounterMetricFamily(
@@ -180,6 +210,17 @@ class DockdnsCollector(Collector):
         for (upstream, outcome), count in sorted(totals.items()):
             requests.add_metric([upstream, outcome], count)
         yield requests
+        rejected = CounterMetricFamily(
+            "dockdns_upstream_rejected_replies", "Upstream replies dropped unused (forged, late, "
+            "from the wrong address, for another question, or unreadable), by reason",
+            labels=["reason"])
+        reasons: dict[str, int] = {}
+        for part in self.upstreams:
+            for reason, count in part.rejected_replies.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        for reason, count in sorted(reasons.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
         yield GaugeMetricFamily("dockdns_upstream_inflight", "Requests waiting on an upstream",
                                 value=sum(part.inflight for part in self.upstreams))
 

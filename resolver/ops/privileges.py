@@ -37,3 +37,16 @@ def drop_to(user: str) -> pwd.struct_passwd:
     if os.getuid() != entry.pw_uid or os.geteuid() != entry.pw_uid:
         raise PrivilegeError(f"switching to user {entry.pw_name} did not take")
     return entry
+
+
+def unreadable(paths: tuple[str, ...] | list[str]) -> list[str]:
+    """Which of ``paths`` this process (after ``drop_to``) cannot read: those it configured but
+    whose changes it will not see. A file that does not exist is not counted: it may come."""
+    found: list[str] = []
+    for path in paths:
+        if os.path.lexists(path):
+            if not os.access(path, os.R_OK):
+                found.append(path)
+        elif not os.access(os.path.dirname(path) or ".", os.X_OK):
+            found.append(path)  # hidden behind a directory this user cannot enter
+    return found

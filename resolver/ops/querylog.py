@@ -27,7 +27,8 @@ def _question(packet: bytes) -> tuple[str, str]:
         query = err.query
     except wire.DropQuery:
         return "", ""
-    return query.name_as_asked or ".", qtype_name(query.qtype)
+    # Escaped (RFC 1035 \\DDD, as dig prints it): a label holding a newline forges no line.
+    return query.presentation, qtype_name(query.qtype)
 
 
 def log_query(packet: bytes, reply: bytes | None, client: str, tcp: bool,

@@ -1,6 +1,16 @@
 """The TCP listener (RFC 7766): 2-byte length framing, pipelined queries answered as they finish,
 an idle timeout, and caps on connections and on what one connection may buffer.
 
+Timeouts as BIND's tcp-initial-timeout and Unbound's tcp-idle-timeout practice them: the first
+byte must come within the idle timeout of the connection's start (or of its last question or
+reply), and a message, once its first byte came, must be whole within the idle timeout of that
+byte, however slowly the rest trickles in (a slowloris client sending a byte a second is closed).
+The idle timeout shrinks as the pool fills (``TCPServerState.current_idle_timeout``), so idle
+connections give their slots back sooner when new clients need them.
+
+Half-close (RFC 7766 6.2.4 allows a client to send FIN after its queries): every question read
+before the FIN is answered, forwarded ones included, then the connection is closed.
+
 Back-pressure both ways: a connection stops being read while ``MAX_PIPELINED`` of its queries are
 in progress, and while its replies wait in the transport because the client does not read them
 (``pause_writing``). Either way the client's own sends then block in the kernel, so one
@@ -14,7 +24,7 @@ import asyncio
 import logging
 from typing import cast
 
-from resolver.answer.handler import QueryHandler
+from resolver.answer.handler import QueryHandler, servfail_for
 from resolver.dns.addresses import is_loopback
 from resolver.dns.framing import frame
 from resolver.ops.logs import RateLimitedLog
@@ -39,6 +49,10 @@ MAX_WRITE_BUFFER = 1 << 20
 # the others no TCP fallback for truncated answers. A stub opens one connection per lookup that
 # needs TCP; 64 at once is far beyond that, and 1/16 of the default --tcp-max.
 MAX_CONNECTIONS_PER_CLIENT = 64
+# (share of slots free, factor): below each share the idle timeout is cut to that factor. The
+# shares are Unbound's (50%, 35%, 20%); its factors (1%, 0.2%, 0) are gentler here, so that a
+# stub still gets its second question of a pair onto the same connection in a full pool.
+IDLE_SHRINK = ((0.5, 0.5), (0.35, 0.25), (0.2, 0.1))
 
 
 class TCPServerState:
@@ -54,6 +68,29 @@ class TCPServerState:
         # MAX_CONNECTIONS_PER_CLIENT; an address leaves the table with its last connection).
         self.per_client: dict[str, int] = {}
         self.rejected = 0
+        self.swept_factor = 1.0  # the shrink factor idle timers were last armed with
+
+    def shrink_factor(self) -> float:
+        free = 1.0 - len(self.connections) / self.max_connections
+        factor = 1.0
+        for below, cut in IDLE_SHRINK:
+            if free < below:
+                factor = cut
+        return factor
+
+    def current_idle_timeout(self) -> float:
+        """The idle timeout for a connection armed now: shorter as the pool fills."""
+        return self.idle_timeout * self.shrink_factor()
+
+    def pool_changed(self) -> None:
+        """A connection came or went. When the pool crossed into a fuller tier, every idle
+        connection's timer is armed again with the shorter timeout (at most once per tier on
+        the way up: three sweeps however many connections fill the pool)."""
+        factor = self.shrink_factor()
+        if factor < self.swept_factor:
+            for connection in self.connections:
+                connection.rearm()
+        self.swept_factor = factor
 
     def reconfigure(self, settings: TCPSettings) -> None:
         """New bounds (SIGHUP) for the connections accepted from now on."""
@@ -94,6 +131,13 @@ class TCPConnection(asyncio.Protocol):
         self.buffer = bytearray()
         self.pending: set[asyncio.Task[None]] = set()
         self.idle_timer: asyncio.TimerHandle | None = None
+        # (loop time) the last complete question or reply: idleness counts from there.
+        self.last_active = 0.0
+        # (loop time) when the first byte of the message now in ``buffer`` came, and by when it
+        # must be whole; meaningless while the buffer is empty.
+        self.message_deadline = 0.0
+        self.eof = False  # the client half-closed: answer what was read, then close
+        self.message_complete_taken = False  # the last _drain_messages took a whole message
         self.reading = True
         self.writing_paused = False  # the transport holds more than its high-water mark
         self.stopped = False
@@ -112,13 +156,16 @@ class TCPConnection(asyncio.Protocol):
             return
         self.admitted = True
         self.state.connections.add(self)
+        self.last_active = asyncio.get_running_loop().time()
         self._arm_idle_timer()
+        self.state.pool_changed()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.admitted:
             self.admitted = False
             self.state.connections.discard(self)
             self.state.release(self.client)
+            self.state.pool_changed()
         if self.idle_timer is not None:
             self.idle_timer.cancel()
         for task in self.pending:
@@ -126,21 +173,47 @@ class TCPConnection(asyncio.Protocol):
         self.transport = None
 
     def _arm_idle_timer(self) -> None:
+        """Arm the one timer for whichever deadline applies now: the message being read, or
+        idleness. It is armed when data comes, not moved by every reply: ``_idle`` looks again
+        at what happened meanwhile when it fires."""
         if self.idle_timer is not None:
             self.idle_timer.cancel()
         loop = asyncio.get_running_loop()
-        self.idle_timer = loop.call_later(self.state.idle_timeout, self._idle)
+        if self.buffer and self.reading:
+            deadline = self.message_deadline
+        else:
+            deadline = self.last_active + self.state.current_idle_timeout()
+        self.idle_timer = loop.call_at(deadline, self._idle)
+
+    def rearm(self) -> None:
+        if self.transport is not None:
+            self._arm_idle_timer()
 
     def _idle(self) -> None:
-        if self.pending:  # still answering: idle means no traffic in either direction
-            self._arm_idle_timer()
-        elif self.transport is not None:
-            if self.transport.get_write_buffer_size():
-                # The client has read nothing for the whole timeout: a close would wait for
-                # replies that never drain and keep the connection (and its slot) forever.
-                self.transport.abort()
-            else:
-                self.transport.close()
+        self.idle_timer = None
+        transport = self.transport
+        if transport is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if self.buffer and self.reading and not self.stopped:
+            if now >= self.message_deadline:
+                errors.warning("TCP client %s did not complete its message within %.1f s; "
+                               "closing", self.client, self.state.idle_timeout)
+                transport.abort()
+                return
+        elif self.pending:  # still answering: idle means no traffic in either direction
+            self.last_active = now
+        elif now < self.last_active + self.state.current_idle_timeout():
+            pass  # a question or reply since the timer was armed
+        elif transport.get_write_buffer_size():
+            # The client has read nothing for the whole timeout: a close would wait for
+            # replies that never drain and keep the connection (and its slot) forever.
+            transport.abort()
+            return
+        else:
+            transport.close()
+            return
+        self._arm_idle_timer()
 
     def pause_writing(self) -> None:
         """The transport's buffer is past its high-water mark: the client is not reading its
@@ -163,26 +236,54 @@ class TCPConnection(asyncio.Protocol):
             self.transport.resume_reading()
             self.reading = True
             self._drain_messages()
+            if self.buffer:
+                # The rest of a message waited on us, not on the client: its time starts now.
+                self.message_deadline = (asyncio.get_running_loop().time()
+                                         + self.state.current_idle_timeout())
+                self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None:
             return
         try:
+            started = not self.buffer
             self.buffer += data
-            self._arm_idle_timer()
             self._drain_messages()
+            if self.buffer and (started or self.message_complete_taken):
+                # A new message began with these bytes: it has the idle timeout to be whole.
+                self.message_deadline = (asyncio.get_running_loop().time()
+                                         + self.state.current_idle_timeout())
+            self._arm_idle_timer()
         except Exception:
             errors.exception("TCP query from %s failed", self.client)
             self.transport.abort()
 
+    def eof_received(self) -> bool:
+        """The client sent FIN: keep the connection open (half-closed) until every question
+        already read is answered; True keeps the transport from closing itself."""
+        self.eof = True
+        self._drain_messages()
+        self._drop_incomplete()
+        return bool(self.pending)
+
+    def _drop_incomplete(self) -> None:
+        """After FIN a message cut short can never be completed: forget it (whole ones waiting
+        behind a full pipeline stay)."""
+        buffer = self.buffer
+        if len(buffer) < 2 or len(buffer) < 2 + ((buffer[0] << 8) | buffer[1]):
+            buffer.clear()
+
     def _drain_messages(self) -> None:
         buffer = self.buffer
+        self.message_complete_taken = False
         while len(buffer) >= 2 and len(self.pending) < MAX_PIPELINED and not self.writing_paused:
             length = (buffer[0] << 8) | buffer[1]
             if len(buffer) < 2 + length:
                 break
             message = bytes(buffer[2 : 2 + length])
             del buffer[: 2 + length]
+            self.message_complete_taken = True
+            self.last_active = asyncio.get_running_loop().time()
             reply = self.state.handler.answer_fast(message, self.client, True)
             if reply is not None:
                 self._send(reply)
@@ -203,10 +304,26 @@ class TCPConnection(asyncio.Protocol):
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.pending.discard(task)
+        if self.eof:
+            # Half-closed: questions still buffered behind a full pipeline are taken now; once
+            # none is left unanswered, the replies are flushed and the connection closed.
+            self._drain_messages()
+            self._drop_incomplete()
+            if not self.pending and self.transport is not None:
+                self.transport.close()
+            return
         self._resume_reading()
 
     async def _answer(self, message: bytes) -> None:
-        reply = await self.state.handler.answer(message, self.client, True)
+        try:
+            reply = await self.state.handler.answer(message, self.client, True)
+        except asyncio.CancelledError:
+            # Shutdown gave up waiting for this one (resolver/daemon/lifecycle.py): the client
+            # gets SERVFAIL rather than silence. After connection_lost there is no transport.
+            failed = servfail_for(message)
+            if failed is not None:
+                self._send(failed)
+            raise
         if reply is not None:
             self._send(reply)
 

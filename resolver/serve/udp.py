@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import errno
 import logging
 import socket
@@ -166,7 +167,15 @@ class UDPSocketListener:
         task.add_done_callback(self.pending.discard)
 
     async def _answer(self, data: bytes, addr: Any) -> None:
-        reply = await self.handler.answer(data, addr[0], False)
+        try:
+            reply = await self.handler.answer(data, addr[0], False)
+        except asyncio.CancelledError:
+            # Shutdown gave up waiting for this one: SERVFAIL rather than silence.
+            reply = servfail_for(data)
+            if reply is not None and not self.sender.closing:
+                with contextlib.suppress(OSError):
+                    self.sender.sendto(reply, addr)
+            raise
         if reply is not None:
             try:
                 self.sender.sendto(reply, addr)

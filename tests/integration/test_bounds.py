@@ -191,7 +191,8 @@ def test_full_path_tasks_stop_at_their_cap_and_the_rest_get_servfail_at_once(
     monkeypatch.setattr(udp_socket, "MAX_PENDING", 8)
     # Nothing may time out while the test looks: questions wait on the silent upstream.
     monkeypatch.setattr(forwarder_module, "ANSWER_BUDGET", 120.0)
-    config = Config(upstreams=(silent.address,), resolv_conf=os.devnull, upstream_timeout=10.0)
+    config = Config(upstreams=(silent.address,), resolv_conf=os.devnull, upstream_timeout=10.0,
+                    special_names=False)  # the flood asks names under .test
     registry = registry_with([Record(names=("web1",), ipv4=("10.1.2.3",))])
 
     async def main() -> None:

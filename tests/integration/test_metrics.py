@@ -85,6 +85,7 @@ def test_no_metrics_binds_no_http_port(hosts_file: str) -> None:
 class Upstreams:
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
     inflight: int = 0
+    rejected_replies: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -121,7 +121,7 @@ def test_exec_start_under_a_notify_socket_serves(installed: Path, tmp_path: Path
     hosts = tmp_path / "hosts"
     hosts.write_text("10.77.0.5 unit-web\n")
     port, metrics = free_port(), free_port()
-    with answering_upstream({"unit-ext.test": "198.51.100.77"}) as upstream:
+    with answering_upstream({"unit-ext.example": "198.51.100.77"}) as upstream:
         # What an operator would put in /etc/dockdns/dockdns.env on a test box: the shipped
         # example config, with the addresses of this test instead of the example's.
         env_file = tmp_path / "dockdns.env"
@@ -146,7 +146,7 @@ def test_exec_start_under_a_notify_socket_serves(installed: Path, tmp_path: Path
                     raise AssertionError(log_path.read_text()) from None
                 web = ask("127.0.0.1", port, "unit-web")
                 assert (web.rcode(), addresses(web)) == (dns.rcode.NOERROR, {"10.77.0.5"})
-                ext = ask("127.0.0.1", port, "unit-ext.test")
+                ext = ask("127.0.0.1", port, "unit-ext.example")
                 assert (ext.rcode(), addresses(ext)) == (dns.rcode.NOERROR, {"198.51.100.77"})
                 # The example file's own settings hold where the environment left them.
                 assert ask("127.0.0.1", port, "unit-web.docker").answer

@@ -87,6 +87,9 @@ def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
     Every test that can reach the forwarder must pass ``--upstream`` on loopback itself. As a
     safety net the default upstreams are read from an empty file instead of the host's
     /etc/resolv.conf, so a test that forgets gets SERVFAIL rather than traffic off the machine.
+    The suite's upstreams serve zones under ``.test`` (the name RFC 6761 reserves for testing),
+    which dockdns answers NXDOMAIN itself by default: the environment turns special names off,
+    and a test of them passes ``--special-names`` (a flag outranks the environment).
     """
     port = port or free_port(host)
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -105,6 +108,7 @@ def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
                                    env={**os.environ, "DOCKDNS_RESOLV_CONF": os.devnull,
                                         # Never register with a host's own resolved.
                                         "DOCKDNS_RESOLVED": "off",
+                                        "DOCKDNS_SPECIAL_NAMES": "false",
                                         **(env or {})})
     try:
         _wait_listening(host, port, process, log_path, start_timeout)

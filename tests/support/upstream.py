@@ -109,6 +109,9 @@ class Behaviour:
     truncate_udp: bool = False  # over UDP, TC=1 and no records; over TCP the whole answer
     garbage_first: bool = False  # random bytes from the right address first
     forge: str | None = None  # "id", "question" or "source": a forged reply first
+    # (owner, type, rdata) records added to the answer section (NOERROR): a CNAME chain, or a
+    # record outside the question's chain that a poisoning upstream slips in
+    extra_answers: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass
@@ -225,8 +228,11 @@ class FaultServer:
             if not known:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             response.authority.append(self._soa())
-        elif not known:
+        elif not known and not behaviour.extra_answers:
             response.set_rcode(dns.rcode.REFUSED)
+        for extra_owner, extra_type, extra_rdata in behaviour.extra_answers:
+            response.answer.append(dns.rrset.from_text(extra_owner, 300, "IN", extra_type,
+                                                       extra_rdata))
         return response
 
     def _log(self, query: dns.message.Message, transport: str,

@@ -179,3 +179,28 @@ def test_reply_question_accepts_only_replies_with_one_question() -> None:
     assert reply_question(b"\x00" * 11) is None
     assert same_question(asked.question, client_query("WWW.example.TEST").question)
     assert not same_question(asked.question, client_query(rdtype="AAAA").question)
+
+
+def test_scan_scrubs_answers_outside_the_question_chain() -> None:
+    query = client_query("www.example.test")
+    data = upstream_reply(
+        query,
+        dns.rrset.from_text("victim.other.", 300, "IN", "A", "6.6.6.6"),
+        dns.rrset.from_text("WWW.example.test.", 300, "IN", "CNAME", "cdn.example.net."),
+        dns.rrset.from_text("cdn.example.net.", 300, "IN", "A", "192.0.2.7"),
+        dns.rrset.from_text("cdn.example.net.", 300, "IN", "TXT", "kept: same owner"),
+        dns.rrset.from_text("elsewhere.example.net.", 300, "IN", "CNAME", "victim.other."),
+        authority=(dns.rrset.from_text("example.test.", 300, "IN", "NS", "ns.example.test."),))
+    reply = read(render(scan(data), query, scan(data).ttls, 0, 65535))
+    assert {(r.name.to_text().lower(), dns.rdatatype.to_text(r.rdtype)) for r in reply.answer} == {
+        ("www.example.test.", "CNAME"), ("cdn.example.net.", "A"), ("cdn.example.net.", "TXT")}
+    assert [r.rdtype for r in reply.authority] == [dns.rdatatype.NS]  # not the answer section
+
+
+def test_a_cname_question_does_not_follow_the_chain() -> None:
+    query = client_query("www.example.test", "CNAME")
+    data = upstream_reply(
+        query, dns.rrset.from_text("www.example.test.", 300, "IN", "CNAME", "cdn.example.net."),
+        dns.rrset.from_text("cdn.example.net.", 300, "IN", "A", "192.0.2.7"))
+    reply = read(render(scan(data), query, scan(data).ttls, 0, 65535))
+    assert [r.rdtype for r in reply.answer] == [dns.rdatatype.CNAME]

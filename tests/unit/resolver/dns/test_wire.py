@@ -70,7 +70,6 @@ def test_qdcount_other_than_one_is_formerr(qdcount: int) -> None:
 
 @pytest.mark.parametrize("mutilate", [
     lambda p: p[:-1],  # question cut short
-    lambda p: p + b"\x00",  # trailing junk
     lambda p: p[:12] + b"\xc0\x0c" + p[-4:],  # pointer in the question
     lambda p: p[:12] + b"\x40abc" + p[12:],  # reserved label type
 ])
@@ -79,6 +78,12 @@ def test_broken_questions_are_formerr(mutilate: object) -> None:
     with pytest.raises(wire.QueryError) as caught:
         wire.parse_query(packet)
     assert caught.value.rcode == wire.FORMERR
+
+
+def test_trailing_bytes_are_ignored() -> None:
+    # Issue 15: Unbound and dnsmasq answer such queries; so does dockdns.
+    query = wire.parse_query(make(use_edns=0) + b"\x00junk")
+    assert query.edns and query.qtype == 1
 
 
 def test_edns_version_other_than_zero_is_badvers() -> None:
