@@ -39,20 +39,27 @@ def request(name: str, trace: Trace | None) -> Request:
                    max_size=512, key=packet[2:], trace=trace)
 
 
+def call(handler: Next, request: Request) -> ForwardedReply:
+    async def go() -> ForwardedReply:
+        return await handler(request)
+
+    return asyncio.run(go())
+
+
 def test_stages_run_in_order_and_stop_at_the_first_answer() -> None:
     first, second = Recorder("first"), Recorder("second", answer_for="b.test")
     handler = chain([first, second], last)
     trace = Trace()
-    reply = asyncio.run(handler(request("b.test", trace)))
+    reply = call(handler, request("b.test", trace))
     assert reply.reply == b"by second" and not reply.failed
     assert trace.steps == [("first", "handed on"), ("second", "answered")]
     trace = Trace()
-    reply = asyncio.run(handler(request("c.test", trace)))
+    reply = call(handler, request("c.test", trace))
     assert reply.failed and reply.reply == b"last"
     assert [step for step, _ in trace.steps] == ["first", "second", "last"]
     assert first.seen == ["b.test", "c.test"]
 
 
 def test_no_stages_is_the_last_handler_and_no_trace_is_fine() -> None:
-    assert asyncio.run(chain([], last)(request("a.test", None))).reply == b"last"
-    assert asyncio.run(chain([Recorder("one")], last)(request("a.test", None))).rcode == 2
+    assert call(chain([], last), request("a.test", None)).reply == b"last"
+    assert call(chain([Recorder("one")], last), request("a.test", None)).rcode == 2

@@ -34,7 +34,8 @@ def test_components(engine: str) -> None:
     assert parts.tcp_state.max_connections == 7 and parts.tcp_state.handler is parts.handler
     checks = parts.health.checks
     assert [type(c) for c in checks] == [DockerEngine, SidecarCheck]
-    assert parts.metrics.collector.engines == [parts.sources[1]]
+    attached: list[object] = list(parts.metrics.collector.engines)
+    assert attached == [parts.sources[1]]
     assert parts.metrics.collector.upstreams == [parts.forwarder]
     assert len(parts.metrics.collector.caches) == 1
     assert parts.handler.forwarder is parts.forwarder

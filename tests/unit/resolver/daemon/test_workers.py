@@ -81,7 +81,12 @@ def test_an_address_in_use_stops_it_before_forking(capsys: pytest.CaptureFixture
         assert problem is not None and problem[0] == address
         assert problem[1].errno == errno.EADDRINUSE
         forked: list[int] = []
-        assert workers.run(2, [address], lambda index: forked.append(index) or 0) == 1
+
+        def serve(index: int) -> int:
+            forked.append(index)
+            return 0
+
+        assert workers.run(2, [address], serve) == 1
         assert forked == []
         assert "the address is already in use" in capsys.readouterr().err
     assert workers.address_problem([HostPort("127.0.0.1", free_port())]) is None
