@@ -1,0 +1,38 @@
+"""The registry: parts per source merged into one snapshot, a new generation only when a part
+really changed, listeners told of each new snapshot, and a source's part removed whole."""
+
+from __future__ import annotations
+
+from discovery.registry.model import Record, Snapshot, SourcePart
+from discovery.registry.registry import Registry
+
+HOSTS = SourcePart(records=(Record(names=("web1",), ipv4=("10.1.2.3",), source="hosts"),))
+DOCKER = SourcePart(records=(Record(names=("db",), ipv4=("10.1.2.9",), source="docker"),))
+
+
+def test_update_publishes_only_changes() -> None:
+    registry = Registry()
+    seen: list[Snapshot] = []
+    registry.subscribe(seen.append)
+    assert registry.snapshot.generation == 0 and registry.snapshot.name_count() == 0
+    assert registry.update("hosts", HOSTS)
+    assert registry.update("docker", DOCKER)
+    # An equal part (not the same object) changes nothing: no generation, no listener call.
+    assert not registry.update("hosts", SourcePart(records=HOSTS.records))
+    assert [s.generation for s in seen] == [1, 2] and registry.snapshot is seen[-1]
+    assert set(registry.snapshot.global_names) == {"web1", "db"}
+    assert registry.part("hosts") == HOSTS and registry.part("swarm") is None
+
+
+def test_remove() -> None:
+    registry = Registry()
+    registry.update("hosts", HOSTS)
+    registry.update("docker", DOCKER)
+    before = registry.snapshot
+    registry.remove("docker")
+    assert set(registry.snapshot.global_names) == {"web1"}
+    assert registry.snapshot.generation == before.generation + 1
+    registry.remove("docker")  # gone already: no new generation
+    assert registry.snapshot.generation == before.generation + 1
+    # The old snapshot is untouched: readers holding it never see half an update.
+    assert set(before.global_names) == {"web1", "db"}
