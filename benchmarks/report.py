@@ -10,6 +10,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from benchmarks import history
+
 RSS_LIMIT_MB = 100.0
 PROPAGATION_LIMIT_MS = 100.0
 
@@ -313,6 +315,7 @@ def markdown(document: dict[str, Any]) -> str:
                        f", max {_fmt(result['max_ms'])} ms")
         for note in result.get("notes", []):
             out += ["", f"Note: {note}"]
+    out += history.markdown(document)
     out.append("")
     return "\n".join(out)
 

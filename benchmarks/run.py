@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cpus, dnsperf, report, scenarios
+from benchmarks import cpus, dnsperf, history, report, scenarios
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                              "on the first CPU, each server on the others)")
     parser.add_argument("--out", type=Path, default=HERE,
                         help="where RESULTS.md and results.json go (default: benchmarks/)")
+    parser.add_argument("--history-from", type=Path, action="append", default=[],
+                        metavar="RESULTS_JSON", help="also put this other run's figures in the "
+                        "history (e.g. the same scenarios run on an earlier commit just before)")
     return parser
 
 
@@ -95,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("benchmarks: dnsperf is not installed (Debian package dnsperf)", file=sys.stderr)
         return 2
     document = run(args)
+    document["commit"] = history.commit()
+    document["history"] = history.extend(args.out / "results.json", document,
+                                         args.history_from)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     (args.out / "RESULTS.md").write_text(report.markdown(document))

@@ -229,15 +229,7 @@ def _out_of_chain(question: bytes, answers: list[tuple[tuple[bytes, ...], int,
 def _without_answers(reply: bytes, drop: set[int]) -> bytes:
     """The reply re-encoded by dnslib without the answer records ``drop``: the records after
     them may have pointed into them, so they cannot just be cut out of the bytes."""
-    try:
-        record = dnslib.DNSRecord.parse(reply)
-        record.rr = [rr for index, rr in enumerate(record.rr) if index not in drop]
-        opt = [rr for rr in record.ar if rr.rtype == wire.TYPE_OPT]
-        record.ar = [rr for rr in record.ar if rr.rtype != wire.TYPE_OPT] + opt[:1]
-        packed: bytes = record.pack()
-    except Exception as err:  # dnslib raises many kinds on bad input
-        raise BadReply(f"unreadable reply: {err}") from None
-    return packed
+    return normalize(reply, drop)
 
 
 def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
@@ -326,11 +318,14 @@ def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
     )
 
 
-def normalize(reply: bytes) -> bytes:
-    """Re-encode a reply with dnslib (its compression only points backward, its OPT goes last).
-    Raises ``BadReply`` when dnslib cannot read it either."""
+def normalize(reply: bytes, drop: frozenset[int] | set[int] = frozenset()) -> bytes:
+    """Re-encode a reply with dnslib (its compression only points backward, its OPT goes last),
+    leaving out the answer records at the indexes ``drop``. Raises ``BadReply`` when dnslib
+    cannot read it either."""
     try:
         record = dnslib.DNSRecord.parse(reply)
+        if drop:
+            record.rr = [rr for index, rr in enumerate(record.rr) if index not in drop]
         opt = [rr for rr in record.ar if rr.rtype == wire.TYPE_OPT]
         record.ar = [rr for rr in record.ar if rr.rtype != wire.TYPE_OPT] + opt[:1]
         packed: bytes = record.pack()

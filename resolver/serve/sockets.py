@@ -4,13 +4,43 @@ errno (uvloop wraps it into a message without one) and options are set in one pl
 from __future__ import annotations
 
 import errno
+import ipaddress
+import logging
 import socket
+import time
 
 from resolver.dns.addresses import HostPort
+
+log = logging.getLogger("dockdns")
 
 # Connections the kernel queues before we accept them; DNS over TCP is bursty (every truncated
 # UDP answer brings one), so well above the default 100.
 TCP_BACKLOG = 1024
+
+
+# An IPv6 address just added (a Docker gateway right after `docker network create --ipv6`) is
+# "tentative" until duplicate address detection ends: the kernel refuses to bind it meanwhile.
+# DAD takes one RetransTimer (1 s) per probe, dad_transmits (1) by default; 5 s covers a few.
+DAD_WAIT = 5.0
+# /proc/net/if_inet6 flags (linux/if_addr.h).
+IFA_F_TENTATIVE = 0x40
+IFA_F_DADFAILED = 0x08
+# Binding an address this host does not (yet) have (linux/in.h); applies to IPv6 sockets too.
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+def ipv6_flags(host: str, table: str = "/proc/net/if_inet6") -> int | None:
+    """The kernel's flags for the IPv6 address ``host`` on this host; None if none has it."""
+    try:
+        wanted = ipaddress.IPv6Address(host.split("%", 1)[0]).exploded.replace(":", "")
+        with open(table) as lines:
+            for line in lines:
+                fields = line.split()
+                if len(fields) >= 5 and fields[0] == wanted:
+                    return int(fields[4], 16)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _family(address: HostPort) -> socket.AddressFamily:
@@ -18,8 +48,37 @@ def _family(address: HostPort) -> socket.AddressFamily:
 
 
 def _bound(address: HostPort, kind: socket.SocketKind, reuse_port: bool) -> socket.socket:
+    try:
+        return _bind_once(address, kind, reuse_port, freebind=False)
+    except OSError as err:
+        if err.errno != errno.EADDRNOTAVAIL or ":" not in address.host:
+            raise
+        flags = ipv6_flags(address.host)
+        if flags is None or flags & IFA_F_DADFAILED or not flags & IFA_F_TENTATIVE:
+            raise
+    # Tentative: wait for duplicate address detection to end, then bind; if it still has not
+    # ended, bind anyway (IP_FREEBIND): the address is ours, queries arrive once DAD is done.
+    log.info("%s is still tentative (IPv6 duplicate address detection); waiting up to %.0f s",
+             address, DAD_WAIT)
+    deadline = time.monotonic() + DAD_WAIT
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        flags = ipv6_flags(address.host)
+        if flags is None or not flags & IFA_F_TENTATIVE:
+            break
+    if flags is not None and flags & IFA_F_TENTATIVE and not flags & IFA_F_DADFAILED:
+        log.warning("%s is still tentative after %.0f s; listening on it anyway (IP_FREEBIND)",
+                    address, DAD_WAIT)
+        return _bind_once(address, kind, reuse_port, freebind=True)
+    return _bind_once(address, kind, reuse_port, freebind=False)
+
+
+def _bind_once(address: HostPort, kind: socket.SocketKind, reuse_port: bool,
+               freebind: bool) -> socket.socket:
     sock = socket.socket(_family(address), kind)
     try:
+        if freebind:
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
         if kind == socket.SOCK_STREAM:
             # A restarted daemon must not wait out TIME_WAIT connections of the previous one.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -54,6 +113,10 @@ def bind_problem(address: HostPort, err: OSError, what: str = "listen") -> str:
         return (f"cannot listen on {address}: the address is already in use; stop the other "
                 f"server or choose another with {flag}")
     if err.errno == errno.EADDRNOTAVAIL:
+        flags = ipv6_flags(address.host) if ":" in address.host else None
+        if flags is not None and flags & IFA_F_DADFAILED:
+            return (f"cannot listen on {address}: IPv6 duplicate address detection failed for "
+                    f"it (another host on the link has it); choose another with {flag}")
         return (f"cannot listen on {address}: no interface has that address; choose another "
                 f"with {flag}")
     return f"cannot listen on {address}: {err.strerror or err}"

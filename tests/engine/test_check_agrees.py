@@ -34,7 +34,7 @@ def upstream() -> Iterator[str]:
 @pytest.mark.parametrize("names", [True, False])
 def test_a_default_bridge_name(made: Lab, upstream: str, names: bool) -> None:
     web_ip = made.boxes["ca-bweb"].ip("bridge")
-    flags = ["--upstream", upstream, "--default-bridge-names" if names
+    flags = ["--upstream", upstream, "--no-special-names", "--default-bridge-names" if names
              else "--no-default-bridge-names"]
     with dockdns(*flags, docker=True) as daemon:
         rcode, answers = served(ask(daemon.host, daemon.port, "ca-bweb"))

@@ -53,7 +53,7 @@ def test_check_explains_a_hosts_file_name(hosts_file: str) -> None:
 
 def test_check_explains_a_forwarded_name(dnsmasq: int, hosts_file: str) -> None:
     done = run("check", "ext.test", "--hosts-file", hosts_file, "--no-docker",
-               "--upstream", f"127.0.0.1:{dnsmasq}")
+               "--upstream", f"127.0.0.1:{dnsmasq}", "--no-special-names")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "ext.test A asked by 127.0.0.1: NOERROR"
@@ -61,7 +61,8 @@ def test_check_explains_a_forwarded_name(dnsmasq: int, hosts_file: str) -> None:
     assert lines[2] == f"from: forwarded to 127.0.0.1:{dnsmasq} (not in the registry)"
 
     # A name neither the registry nor the upstream has: the upstream's word, and exit 1.
-    missing = run("check", "missing.test", "--no-docker", "--upstream", f"127.0.0.1:{dnsmasq}")
+    missing = run("check", "missing.test", "--no-docker", "--upstream", f"127.0.0.1:{dnsmasq}",
+                  "--no-special-names")
     assert missing.returncode == 1
     assert missing.stdout.splitlines()[0] == "missing.test A asked by 127.0.0.1: REFUSED"
 
@@ -70,11 +71,13 @@ def test_check_without_upstream_or_with_a_dead_one(tmp_path: Path) -> None:
     # No --upstream and a resolv.conf without nameservers: as serve, nowhere to forward to.
     empty = tmp_path / "resolv.conf"
     empty.write_text("search example\n")
-    none = run("check", "ext.test", "--no-docker", "--resolv-conf", str(empty))
+    none = run("check", "ext.test", "--no-docker", "--resolv-conf", str(empty),
+               "--no-special-names")
     assert none.returncode == 1
     assert "would be forwarded, but no upstream is set" in none.stdout
     dead_port = free_port()
-    dead = run("check", "ext.test", "--no-docker", "--upstream", f"127.0.0.1:{dead_port}")
+    dead = run("check", "ext.test", "--no-docker", "--upstream", f"127.0.0.1:{dead_port}",
+               "--no-special-names")
     assert dead.returncode == 1
     assert f"forwarded, but no upstream answered: 127.0.0.1:{dead_port}:" in dead.stdout
 

@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.support.engine import IMAGE, EngineUnavailable, _rootfs_tar, engine_client
+from tests.support.proc import stop
 
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
 START_SECONDS = 30.0
@@ -95,10 +96,5 @@ def podman_service() -> Iterator[Podman]:
     finally:
         if client is not None:
             client.close()
-        service.terminate()
-        try:
-            service.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            service.kill()
-            service.wait()
+        stop(service, timeout=20)
         shutil.rmtree(scratch, ignore_errors=True)

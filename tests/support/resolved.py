@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import IN_CI
 from tests.support.daemon import REPO, command
 from tests.support.engine import wait_for
+from tests.support.proc import stop
 
 RESOLVED_ROOT = Path(os.environ.get("DOCKDNS_TEST_RESOLVED_ROOT",
                                     "/var/cache/dockdns-test/systemd-resolved"))
@@ -74,13 +75,7 @@ class ResolvedNamespace:
 
     def stop_all(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=15)
 
     @property
     def docker_socket(self) -> Path | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.net import free_port
+from tests.support.proc import stop
 from tests.support.upstream import wait_answering
 
 UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
@@ -68,11 +69,5 @@ def unbound(forward_to: str, *server_lines: str) -> Iterator[Unbound]:
             raise RuntimeError(f"{err}:\n{log_path.read_text(errors='replace')}") from None
         yield Unbound("127.0.0.1", port, log_path)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         shutil.rmtree(workdir, ignore_errors=True)

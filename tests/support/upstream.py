@@ -32,6 +32,7 @@ import dns.rdatatype
 import dns.rrset
 
 from tests.support.net import free_port, recv_framed
+from tests.support.proc import stop
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 # The address forged replies carry: a client must never see it.
@@ -88,13 +89,7 @@ def dnsmasq(*records: str, host: str = "127.0.0.1") -> Iterator[Dnsmasq]:
             raise RuntimeError(f"{err}:\n{log_path.read_text(errors='replace')}") from None
         yield Dnsmasq(host, port, log_path)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         with contextlib.suppress(OSError):
             os.unlink(log_path)
 
