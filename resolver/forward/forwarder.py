@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
 
 from resolver.answer.chain import ForwardedReply, Next, Request, Stage, Trace, chain
@@ -41,9 +42,21 @@ limited = RateLimitedLog(log)
 ANSWER_BUDGET = 3.5
 # How often resolv.conf is checked and upstreams that are down are probed.
 MAINTENANCE_INTERVAL = 1.0
+# One destination group (the upstreams a name routes to: a --forward-zone's, or the default ones)
+# holds at most this share of --max-inflight, so a zone whose upstreams are silent cannot take
+# every slot from the others.
+GROUP_SHARE = 0.5
+# When every slot is taken, a new question jostles out the oldest question of the group holding
+# the most, if that one has waited at least this long (Unbound's jostle-timeout, 200 ms): a
+# question that is still young is likely to be answered in a moment.
+JOSTLE_AFTER = 0.2
 # Zone transfers are multi-message TCP streams; they are not forwarded.
 TYPE_IXFR = 251
 TYPE_AXFR = 252
+
+
+Flight = tuple[bytes, bool]  # a question in flight: its cache key, and whether over TCP
+Group = tuple[HostPort, ...]  # a destination group: the upstreams one name routes to
 
 
 class ForwardStage:
@@ -61,7 +74,52 @@ class ForwardStage:
         self.clock = clock
         self.max_inflight = settings.max_inflight
         # At most max_inflight questions (checked before a resolution starts).
-        self.inflight: dict[tuple[bytes, bool], asyncio.Task[Outcome]] = {}
+        self.inflight: dict[Flight, asyncio.Task[Outcome]] = {}
+        # The same questions by destination group, oldest first, with when each started.
+        self.groups: dict[Group, dict[Flight, float]] = {}
+        # Resolutions ended to make room for another group's question (held while their
+        # waiters hold them: those answer SERVFAIL rather than pass the cancellation on).
+        self.jostled: weakref.WeakSet[asyncio.Task[Outcome]] = weakref.WeakSet()
+
+    def group_cap(self) -> int:
+        return max(1, int(self.max_inflight * GROUP_SHARE))
+
+    def _room(self, group: Group, request: Request) -> bool:
+        """Whether a new question for ``group`` may start: its group is under its share, and a
+        slot is free or one was made by jostling the oldest question of the fullest group."""
+        if len(self.groups.get(group, ())) >= self.group_cap():
+            limited.warning("%d questions for upstreams %s are in flight (their share of "
+                            "--max-inflight); new ones get SERVFAIL at once", self.group_cap(),
+                            ", ".join(map(str, group)))
+            request.note(self.name, "the share of --max-inflight of these upstreams is taken: "
+                                    "SERVFAIL")
+            return False
+        if len(self.inflight) < self.max_inflight:
+            return True
+        fullest = max(self.groups.values(), key=len, default={})
+        oldest = next(iter(fullest.items()), None)
+        if oldest is not None and self.clock() - oldest[1] >= JOSTLE_AFTER:
+            task = self.inflight.get(oldest[0])
+            if task is not None:
+                self.stats.jostled += 1
+                self.jostled.add(task)
+                task.cancel()
+                self._forget(oldest[0], task)
+                request.note(self.name, "--max-inflight questions are waiting: the oldest was "
+                                        "jostled out to make room")
+                return True
+        limited.warning("%d questions are in flight upstream (--max-inflight); new ones "
+                        "get SERVFAIL at once", self.max_inflight)
+        request.note(self.name, "--max-inflight questions are waiting already: SERVFAIL")
+        return False
+
+    def _forget(self, flight: Flight, task: asyncio.Task[Outcome]) -> None:
+        if self.inflight.get(flight) is not task:
+            return
+        del self.inflight[flight]
+        for group, flights in list(self.groups.items()):
+            if flights.pop(flight, None) is not None and not flights:
+                del self.groups[group]
 
     @staticmethod
     def _failure(request: Request, rcode: int) -> ForwardedReply:
@@ -78,23 +136,37 @@ class ForwardStage:
         flight = (request.key, request.tcp)
         task = self.inflight.get(flight)
         if task is None:
-            if len(self.inflight) >= self.max_inflight:
-                self.stats.overflow += 1
-                limited.warning("%d questions are in flight upstream (--max-inflight); new ones "
-                                "get SERVFAIL at once", self.max_inflight)
-                request.note(self.name, "--max-inflight questions are waiting already: SERVFAIL")
+            order = self.pool.health.order(servers)
+            if not order:
+                # Every upstream of this name is down: no waiting for them, the probes find out
+                # when one is back (and one due now starts at once).
+                self.stats.fast_failures += 1
+                self.pool.probe_down()
+                request.note(self.name, "every upstream of this name is down (" + ", ".join(
+                    map(str, servers)) + "): failed at once")
                 return self._failure(request, wire.SERVFAIL)
-            request.note(self.name, "asked " + ", ".join(
-                str(s) for s in self.pool.health.order(servers)) + (" over TCP" if request.tcp
-                                                                    else ""))
+            group = tuple(servers)
+            if not self._room(group, request):
+                self.stats.overflow += 1
+                return self._failure(request, wire.SERVFAIL)
+            request.note(self.name, "asked " + ", ".join(map(str, order)) + (
+                " over TCP" if request.tcp else ""))
             task = asyncio.get_running_loop().create_task(
-                self._resolve(request.key, query, list(servers), request.tcp), name="resolve")
+                self._resolve(request.key, query, order, request.tcp), name="resolve")
             self.inflight[flight] = task
+            self.groups.setdefault(group, {})[flight] = self.clock()
             task.add_done_callback(lambda done: self._landed(flight, done))
         else:
             self.stats.coalesced += 1
             request.note(self.name, "joined the same question already in flight")
-        outcome = await asyncio.shield(task)
+        try:
+            outcome = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task not in self.jostled or (current is not None and current.cancelling()):
+                raise
+            request.note(self.name, "jostled out by a question for other upstreams: SERVFAIL")
+            return self._failure(request, wire.SERVFAIL)
         if outcome.reply is None:
             request.note(self.name, "no usable answer from any upstream")
             return self._failure(request, outcome.rcode)
@@ -107,9 +179,8 @@ class ForwardStage:
         return ForwardedReply(render(outcome.reply, query, outcome.reply.ttls, 0,
                                      request.max_size), outcome.reply.rcode, SOURCE_FORWARD)
 
-    def _landed(self, flight: tuple[bytes, bool], task: asyncio.Task[Outcome]) -> None:
-        if self.inflight.get(flight) is task:
-            del self.inflight[flight]
+    def _landed(self, flight: Flight, task: asyncio.Task[Outcome]) -> None:
+        self._forget(flight, task)
         if not task.cancelled() and task.exception() is not None:
             log.error("resolution failed", exc_info=task.exception())
 
@@ -119,7 +190,7 @@ class ForwardStage:
         start = self.clock()
         resolution = Resolution(self.pool, self.stats, self.clock, upstream_query(query, 0),
                                 query.question, start + ANSWER_BUDGET)
-        reply = await resolution.run(self.pool.health.order(servers), tcp)
+        reply = await resolution.run(servers, tcp)
         now = self.clock()
         cache = self.cache_stage.cache
         if reply is None:
@@ -171,7 +242,7 @@ class UpstreamForwarder:
         self.settings = settings
         self.stats = ForwarderStats()
         self.source = UpstreamSource(settings)
-        self.pool = UpstreamPool(settings.upstream_timeout)
+        self.pool = UpstreamPool(settings.upstream_timeout, clock)
         self.cache_stage = CacheStage(settings, self.stats, clock)
         self.private_reverse = PrivateReverseStage(settings.bogus_priv, self.source, self.stats)
         self.forward_stage = ForwardStage(settings, self.source, self.pool, self.cache_stage,

@@ -1,0 +1,114 @@
+"""The upstream infrastructure cache over real sockets: an upstream that is down costs no wait,
+an ICMP error fails an attempt at once, and a recovered upstream is noticed by the probes. Unbound
+is the reference for a dead forwarder: once it has marked it, it answers SERVFAIL at once."""
+
+from __future__ import annotations
+
+import time
+
+import dns.exception
+import dns.rcode
+
+from resolver.forward.forwarder import ANSWER_BUDGET
+from tests.support.daemon import RunningDaemon, dockdns
+from tests.support.net import addresses, ask, free_port
+from tests.support.scrape import scrape, value
+from tests.support.unbound import unbound
+from tests.support.upstream import Behaviour, FaultServer
+
+NAMES = 100
+# 100 names that each waited for the budget would take 350 s; these must not wait it at all.
+NOT_WAITING = 30.0
+
+
+def wait_for(condition: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def mark_down(daemon: RunningDaemon) -> None:
+    """Two names that time out mark the only upstream down."""
+    for n in range(2):
+        assert ask(daemon.host, daemon.port, f"warm{n}.dead.infra",
+                   timeout=ANSWER_BUDGET + 1).rcode() == dns.rcode.SERVFAIL
+    wait_for(lambda: "does not answer" in daemon.log())
+
+
+def rcodes_of(port: int, names: list[str]) -> tuple[list[int], float]:
+    start = time.monotonic()
+    rcodes = [ask("127.0.0.1", port, name, timeout=ANSWER_BUDGET + 1).rcode() for name in names]
+    return rcodes, time.monotonic() - start
+
+
+def unbound_marked(port: int) -> bool:
+    try:
+        return ask("127.0.0.1", port, f"probe{time.monotonic_ns()}.dead.infra",
+                   timeout=3).rcode() == dns.rcode.SERVFAIL
+    except dns.exception.Timeout:
+        return False
+
+
+def test_new_names_fail_at_once_with_the_only_upstream_down_as_unbound_does() -> None:
+    names = [f"n{n}.dead.infra" for n in range(NAMES)]
+    with FaultServer(default=Behaviour(drop=True)) as dead:
+        with dockdns("--upstream", dead.address) as daemon:
+            mark_down(daemon)
+            asked_before = len(dead.queries)
+            ours, our_time = rcodes_of(daemon.port, names)
+            asked_during = len(dead.queries) - asked_before
+            log = daemon.log()
+        with unbound(dead.address) as unbound_port:
+            wait_for(lambda: unbound_marked(unbound_port), timeout=60)
+            theirs, _ = rcodes_of(unbound_port, names)
+    assert ours == [dns.rcode.SERVFAIL] * NAMES
+    assert theirs == [dns.rcode.SERVFAIL] * NAMES
+    # Not one of them waited for the upstream: only the background probes asked it.
+    assert our_time < NOT_WAITING
+    assert not any(dead.count(name) for name in names)
+    assert asked_during <= our_time / 1.0 + 1  # probes: at most one a second
+    assert "does not answer" in log
+
+
+def test_stale_answers_while_down_and_fresh_ones_once_a_probe_finds_it_back() -> None:
+    with FaultServer() as upstream:
+        upstream.add("kept.back.infra", "A", 1, "198.51.100.60")
+        upstream.add("later.back.infra", "A", 300, "198.51.100.61")
+        with dockdns("--upstream", upstream.address) as daemon:
+            ask(daemon.host, daemon.port, "kept.back.infra")
+            upstream.behave(Behaviour(drop=True))
+            time.sleep(1.2)
+            mark_down(daemon)
+            stale = [ask(daemon.host, daemon.port, "kept.back.infra") for _ in range(5)]
+            upstream.behave(Behaviour())
+            wait_for(lambda: "answers again" in daemon.log())
+            back = ask(daemon.host, daemon.port, "later.back.infra")
+    assert all(addresses(reply) == {"198.51.100.60"} for reply in stale)
+    assert all(reply.answer[0].ttl == 30 for reply in stale)
+    assert addresses(back) == {"198.51.100.61"}
+
+
+def test_a_closed_port_fails_the_attempt_at_once_not_as_a_timeout() -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    with FaultServer() as live:
+        for n in range(4):
+            live.add(f"n{n}.icmp.infra", "A", 300, "198.51.100.62")
+        with dockdns("--upstream", closed, "--upstream", live.address,
+                     "--upstream-timeout", "3") as daemon:
+            replies = [ask(daemon.host, daemon.port, f"n{n}.icmp.infra", timeout=2.5)
+                       for n in range(4)]
+            assert daemon.metrics_port is not None
+            samples = scrape(daemon.metrics_port)
+            log = daemon.log()
+    # An attempt to the closed port that waited its 3 s would have cost the 2.5 s client its
+    # answer; each got it from the second upstream.
+    assert all(addresses(reply) == {"198.51.100.62"} for reply in replies)
+    unreachable = value(samples, "dockdns_upstream_requests_total", upstream=closed,
+                        outcome="unreachable")
+    assert unreachable == 2  # then it is down and skipped
+    assert value(samples, "dockdns_upstream_requests_total", upstream=closed,
+                 outcome="timeout") == 0
+    assert "unreachable" in log
