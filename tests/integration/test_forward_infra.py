@@ -4,9 +4,11 @@ is the reference for a dead forwarder: once it has marked it, it answers SERVFAI
 
 from __future__ import annotations
 
+import socket
 import time
 
 import dns.exception
+import dns.message
 import dns.rcode
 
 from resolver.forward.forwarder import ANSWER_BUDGET
@@ -112,3 +114,48 @@ def test_a_closed_port_fails_the_attempt_at_once_not_as_a_timeout() -> None:
     assert value(samples, "dockdns_upstream_requests_total", upstream=closed,
                  outcome="timeout") == 0
     assert "unreachable" in log
+
+
+def flood(sock: socket.socket, port: int, names: list[str]) -> None:
+    for n, name in enumerate(names):
+        sock.sendto(dns.message.make_query(name, "A", id=n).to_wire(), ("127.0.0.1", port))
+
+
+def replies_to(sock: socket.socket, count: int) -> list[dns.message.Message]:
+    replies = []
+    sock.settimeout(ANSWER_BUDGET + 2)
+    while len(replies) < count:
+        try:
+            replies.append(dns.message.from_wire(sock.recv(4096)))
+        except TimeoutError:
+            break
+    return replies
+
+
+def test_a_dead_zone_cannot_starve_a_healthy_one() -> None:
+    # Two destination groups whose upstreams never answer take their share of the slots each
+    # (half of 40), which fills --max-inflight; a healthy zone's questions still get answers:
+    # the first jostles out the oldest waiting question.
+    dead_names = [f"n{n}.default.infra" for n in range(30)]
+    zone_names = [f"n{n}.slow.infra" for n in range(30)]
+    good_names = [f"n{n}.good.infra" for n in range(30)]
+    with FaultServer(default=Behaviour(drop=True)) as dead, \
+            FaultServer(default=Behaviour(drop=True)) as slow, FaultServer() as good:
+        for name in good_names:
+            good.add(name, "A", 300, "198.51.100.63")
+        with dockdns("--upstream", dead.address, "--forward-zone", f"slow.infra={slow.address}",
+                     "--forward-zone", f"good.infra={good.address}", "--max-inflight", "40",
+                     "--upstream-timeout", "3") as daemon, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            flood(sock, daemon.port, dead_names + zone_names)
+            wait_for(lambda: len(dead.queries) == 20 and len(slow.queries) == 20)
+            time.sleep(0.3)  # older than the jostle threshold (JOSTLE_AFTER)
+            answered = [addresses(ask(daemon.host, daemon.port, name, timeout=2))
+                        for name in good_names]
+            flooded = replies_to(sock, len(dead_names) + len(zone_names))
+    assert answered == [{"198.51.100.63"}] * len(good_names)
+    # Every flooded question got its answer too: SERVFAIL beyond its group's share, when
+    # jostled, or when its upstream stayed silent.
+    assert len(flooded) == len(dead_names) + len(zone_names)
+    assert {reply.rcode() for reply in flooded} == {dns.rcode.SERVFAIL}
+    assert len(dead.queries) == len(slow.queries) == 20
