@@ -172,12 +172,17 @@ class ForwardStage:
             return self._failure(request, outcome.rcode)
         if outcome.entry is not None:
             request.note(self.name, "answered; cached")
+            # Its prefetch, when the memo renews it late in its TTL, comes back to this stage.
+            refresh = self.cache_stage.prefetcher(outcome.entry, request, self._again)
             return from_entry(self.cache_stage.cache, outcome.entry, request, self.clock(),
-                              SOURCE_FORWARD)
+                              SOURCE_FORWARD, refresh)
         request.note(self.name, "answered; not cacheable")
         # Not cacheable (TTL 0, a negative answer without SOA): this client only.
         return ForwardedReply(render(outcome.reply, query, outcome.reply.ttls, 0,
                                      request.max_size), outcome.reply.rcode, SOURCE_FORWARD)
+
+    async def _again(self, request: Request) -> ForwardedReply:
+        return await self.serve(request, _no_answer)
 
     def _landed(self, flight: Flight, task: asyncio.Task[Outcome]) -> None:
         self._forget(flight, task)

@@ -88,6 +88,10 @@ def test_stale_answers_while_down_and_fresh_ones_once_a_probe_finds_it_back() ->
             upstream.behave(Behaviour())
             wait_for(lambda: "answers again" in daemon.log())
             back = ask(daemon.host, daemon.port, "later.back.infra")
+            # A stale hit refreshes in the background: fresh answers follow within seconds (not
+            # after the 30 s stale answers would otherwise be kept).
+            wait_for(lambda: ask(daemon.host, daemon.port, "kept.back.infra").answer[0].ttl
+                     <= 1, timeout=5)
     assert all(addresses(reply) == {"198.51.100.60"} for reply in stale)
     assert all(reply.answer[0].ttl == 30 for reply in stale)
     assert addresses(back) == {"198.51.100.61"}
@@ -159,3 +163,25 @@ def test_a_dead_zone_cannot_starve_a_healthy_one() -> None:
     assert len(flooded) == len(dead_names) + len(zone_names)
     assert {reply.rcode() for reply in flooded} == {dns.rcode.SERVFAIL}
     assert len(dead.queries) == len(slow.queries) == 20
+
+
+def test_prefetch_an_answer_asked_for_late_in_its_ttl_is_refreshed_in_the_background() -> None:
+    with FaultServer() as upstream:
+        upstream.add("busy.prefetch.infra", "A", 4, "198.51.100.64")
+        with dockdns("--upstream", upstream.address) as daemon:
+            start = time.monotonic()
+            # Asked every half second: after the first, every answer comes from the memo (its
+            # renewals), never from the cache stage, until the TTL's last tenth.
+            for n in range(9):
+                # The last at 3.75 s, within the TTL's last tenth (from 3.6 s).
+                time.sleep(max(0.0, start + min(n * 0.5, 3.75) - time.monotonic()))
+                cached = ask(daemon.host, daemon.port, "busy.prefetch.infra")
+                assert addresses(cached) == {"198.51.100.64"}
+            wait_for(lambda: upstream.count("busy.prefetch.infra") == 2, timeout=5)
+            time.sleep(max(0.0, start + 4.5 - time.monotonic()))  # the first answer expired
+            after = ask(daemon.host, daemon.port, "busy.prefetch.infra")
+            asked = upstream.count("busy.prefetch.infra")
+    # The refreshed answer was in the cache before the old one expired: no client waited.
+    assert addresses(after) == {"198.51.100.64"}
+    assert after.answer[0].ttl >= 3
+    assert asked == 2
