@@ -247,7 +247,7 @@ class UpstreamForwarder:
         self.settings = settings
         self.stats = ForwarderStats()
         self.source = UpstreamSource(settings)
-        self.pool = UpstreamPool(settings.upstream_timeout, clock)
+        self.pool = UpstreamPool(settings.upstream_timeout, clock, settings.upstream_ca)
         self.cache_stage = CacheStage(settings, self.stats, clock)
         self.private_reverse = PrivateReverseStage(settings.bogus_priv, self.source, self.stats)
         self.forward_stage = ForwardStage(settings, self.source, self.pool, self.cache_stage,
@@ -287,6 +287,7 @@ class UpstreamForwarder:
         self.source.reconfigure(settings)
         self.pool.forget_except(self.source.table.servers())
         self.pool.timeout = settings.upstream_timeout
+        self.pool.reconfigure_tls(settings.upstream_ca)
         self.forward_stage.max_inflight = settings.max_inflight
         self.private_reverse.enabled = settings.bogus_priv
         self.cache_stage.reconfigure(settings)

@@ -14,15 +14,19 @@ from resolver.dns import wire
 from resolver.dns.addresses import HostPort
 from resolver.dns.upstream_message import probe_query
 from resolver.forward.health import UpstreamHealth
+from resolver.forward.tls import UpstreamTLS
 from resolver.forward.transport import UpstreamUDP, UpstreamUnreachable
 
 
 class UpstreamPool:
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic,
+                 cafile: str = "") -> None:
         self.timeout = timeout  # one attempt's budget (--upstream-timeout)
         self.clock = clock
         self.health = UpstreamHealth()
         self.udp = UpstreamUDP()
+        self.cafile = cafile
+        self.tls = UpstreamTLS(cafile)  # tls:// upstreams
         # Per (upstream, outcome): as many as upstreams ever configured times the few outcomes.
         self.requests: dict[tuple[str, str], int] = {}
         # At most one probe per configured upstream that is down.
@@ -61,9 +65,23 @@ class UpstreamPool:
         finally:
             self._probes.pop(server, None)
 
+    def reconfigure_tls(self, cafile: str) -> None:
+        if cafile != self.cafile:
+            self.cafile = cafile
+            self.tls.reconfigure(cafile)
+
     async def _ask_alive(self, server: HostPort) -> None:
         message = probe_query(0)
         sent = self.clock()
+        if server.tls_name:
+            try:
+                await self.tls.exchange(server, message, message[wire.HEADER.size:],
+                                        self.timeout)
+            except (OSError, TimeoutError):
+                self.health.probe_failed(server, self.clock())
+                return
+            self.health.succeeded(server, self.clock() - sent)
+            return
         try:
             exchange = await self.udp.send(server, message, message[wire.HEADER.size:])
         except OSError:
@@ -88,3 +106,4 @@ class UpstreamPool:
         if probes:
             await asyncio.wait(probes)
         await self.udp.close()
+        await self.tls.close()

@@ -84,6 +84,22 @@ class Resolution:
         pool.count(server, outcome_of(reply))
         return reply if reply is not None and self._usable(reply) else None
 
+    async def _tls(self, server: HostPort, until: float) -> UpstreamReply | None:
+        pool = self.pool
+        sent = self.clock()
+        try:
+            data = await pool.tls.exchange(server, self.message, self.question,
+                                           max(0.0, until - sent))
+        except (OSError, TimeoutError) as err:
+            limited.warning("DNS over TLS query to %s failed: %s", server, str(err))
+            pool.failed(server, err)
+            return None
+        # The connection is reused: after the first, this is the server's round trip.
+        pool.health.succeeded(server, self.clock() - sent)
+        reply = self._read(data)
+        pool.count(server, outcome_of(reply))
+        return reply if reply is not None and self._usable(reply) else None
+
     async def _collect(self, until: float, current: asyncio.Future[bytes] | None
                        ) -> UpstreamReply | None:
         """Wait until ``until`` for a usable UDP reply from any upstream asked so far; return
@@ -128,6 +144,13 @@ class Resolution:
                 if now >= self.deadline:
                     break
                 attempt_end = min(now + pool.timeout, self.deadline)
+                if server.tls_name:
+                    # Over TLS whether the client came over UDP or TCP: a TLS reply is never
+                    # truncated.
+                    reply = await self._tls(server, attempt_end)
+                    if reply is not None:
+                        return reply
+                    continue
                 if tcp:
                     reply = await self._tcp(server, attempt_end)
                     if reply is not None:

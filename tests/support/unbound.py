@@ -1,7 +1,8 @@
-"""A real Unbound on loopback, as the reference resolver some tests compare dockdns with.
+"""A real Unbound on loopback: the reference resolver some tests compare dockdns with, and a
+DNS-over-TLS server for dockdns's tls:// upstreams.
 
-It forwards only where the test says (``forward-addr`` on loopback) and never to the root servers;
-no validator, so no trust anchor is needed.
+It forwards only where the test says (``forward-addr`` on loopback) or nowhere (local data),
+never to the root servers; no validator, so no trust anchor is needed.
 """
 
 from __future__ import annotations
@@ -19,41 +20,80 @@ import pytest
 
 from tests.support.net import ask, free_port
 
-
-@contextlib.contextmanager
-def unbound(forward: str, server_extra: str = "") -> Iterator[int]:
-    """Unbound on 127.0.0.1:PORT forwarding every name to ``forward`` (``127.0.0.1:PORT``);
-    ``server_extra`` is added to its ``server:`` clause. Yields its UDP/TCP port."""
-    if shutil.which("unbound") is None:
-        pytest.skip("unbound is not installed (Debian package unbound; tests/setup.sh)")
-    host, _, upstream_port = forward.rpartition(":")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="dockdns-unbound-") as directory:
-        config = Path(directory) / "unbound.conf"
-        config.write_text(f"""server:
-  interface: 127.0.0.1@{port}
+COMMON = """server:
   do-daemonize: no
   chroot: ""
   username: ""
   pidfile: ""
   use-syslog: no
   logfile: ""
-  directory: "{directory}"
   do-not-query-localhost: no
   access-control: 127.0.0.0/8 allow
   module-config: "iterator"
   # Marked down after a second of silence rather than two minutes, so tests see it soon.
   infra-cache-max-rtt: 1000
+"""
+
+
+@contextlib.contextmanager
+def unbound(forward: str, server_extra: str = "") -> Iterator[int]:
+    """Unbound on 127.0.0.1:PORT forwarding every name to ``forward`` (``127.0.0.1:PORT``);
+    ``server_extra`` is added to its ``server:`` clause. Yields its UDP/TCP port."""
+    host, _, upstream_port = forward.rpartition(":")
+    port = free_port()
+    with _running(f"""{COMMON}  interface: 127.0.0.1@{port}
 {server_extra}
 forward-zone:
   name: "."
   forward-addr: {host}@{upstream_port}
-""")
+""", port):
+        yield port
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for ``name`` (its CN and only DNS SAN), made by
+    openssl; the certificate is its own CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (tests/setup.sh)")
+    key, pem = directory / f"{name}.key", directory / f"{name}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(pem), "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return key, pem
+
+
+@contextlib.contextmanager
+def dot_unbound(key: Path, pem: Path, records: dict[str, str]) -> Iterator[int]:
+    """Unbound serving DNS over TLS on 127.0.0.1:PORT with ``key``/``pem``, answering
+    ``records`` (name -> IPv4 address) from local data and REFUSED/NXDOMAIN for the rest: it
+    forwards nowhere. Yields the TLS port."""
+    port, tls_port = free_port(), free_port()
+    local = "".join(f'  local-data: "{name}. 300 IN A {address}"\n'
+                    for name, address in records.items())
+    zones = "".join(f'  local-zone: "{name}." static\n' for name in records)
+    with _running(f"""{COMMON}  interface: 127.0.0.1@{port}
+  interface: 127.0.0.1@{tls_port}
+  tls-port: {tls_port}
+  tls-service-key: "{key}"
+  tls-service-pem: "{pem}"
+{zones}{local}""", port):
+        yield tls_port
+
+
+@contextlib.contextmanager
+def _running(config_text: str, port: int) -> Iterator[None]:
+    if shutil.which("unbound") is None:
+        pytest.skip("unbound is not installed (Debian package unbound; tests/setup.sh)")
+    with tempfile.TemporaryDirectory(prefix="dockdns-unbound-") as directory:
+        config = Path(directory) / "unbound.conf"
+        config.write_text(config_text.replace("server:\n",
+                                              f'server:\n  directory: "{directory}"\n', 1))
         process = subprocess.Popen(["unbound", "-d", "-c", str(config)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_listening(port, process)
-            yield port
+            yield
         finally:
             process.terminate()
             process.wait(timeout=10)
