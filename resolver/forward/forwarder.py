@@ -25,6 +25,7 @@ from resolver.forward.cache import Cache
 from resolver.forward.cache_stage import CacheStage, from_entry
 from resolver.forward.counters import ForwarderStats
 from resolver.forward.health import UpstreamHealth
+from resolver.forward.loop import LoopDetector
 from resolver.forward.pool import UpstreamPool
 from resolver.forward.private_reverse import PrivateReverseStage
 from resolver.forward.resolution import Outcome, Resolution
@@ -252,6 +253,8 @@ class UpstreamForwarder:
         self.private_reverse = PrivateReverseStage(settings.bogus_priv, self.source, self.stats)
         self.forward_stage = ForwardStage(settings, self.source, self.pool, self.cache_stage,
                                           self.stats, clock)
+        self.loops = LoopDetector(self.pool, clock)
+        self._loop_check = True  # at start, and again whenever the upstreams change
         self.stages: tuple[Stage, ...] = (self.private_reverse, self.cache_stage,
                                           self.forward_stage)
         self._chain = chain(self.stages, _no_answer)
@@ -291,6 +294,7 @@ class UpstreamForwarder:
         self.forward_stage.max_inflight = settings.max_inflight
         self.private_reverse.enabled = settings.bogus_priv
         self.cache_stage.reconfigure(settings)
+        self._loop_check = True
 
     def start(self) -> None:
         # Quiet: the upstreams are logged once the daemon is up (a failed start says one line).
@@ -299,9 +303,13 @@ class UpstreamForwarder:
     async def run(self) -> None:
         """Background upkeep: follow resolv.conf, probe the upstreams that are down."""
         while True:
+            if self._loop_check:
+                self._loop_check = False
+                self.loops.check(self.source.table.servers())
             await asyncio.sleep(MAINTENANCE_INTERVAL)
             if self.source.poll():
                 self.pool.forget_except(self.source.table.servers())
+                self._loop_check = True
             self.pool.probe_down()
 
     async def close(self) -> None:
@@ -310,12 +318,18 @@ class UpstreamForwarder:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        await self.loops.close()
         await self.pool.close()
 
     # --- answering --------------------------------------------------------------------------
 
     async def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
                       trace: Trace | None = None) -> ForwardedReply:
+        if self.loops.seen(query):
+            if trace is not None:
+                trace.note("forward", "a forwarding-loop probe: SERVFAIL, never forwarded")
+            return ForwardedReply(wire.error_reply(query, packet, wire.SERVFAIL), wire.SERVFAIL,
+                                  SOURCE_FORWARD, failed=True)
         if query.qtype in (TYPE_AXFR, TYPE_IXFR):
             if trace is not None:
                 trace.note("forward", "a zone transfer: not forwarded (NOTIMP)")

@@ -43,6 +43,7 @@ class _State:
     srtt: float | None = None  # smoothed RTT of its answers, seconds; None before the first
     failures: int = 0  # failed attempts since its last answer
     down: bool = False
+    loop: bool = False  # it forwards back to dockdns (resolver/forward/loop.py): never asked
     probe_at: float = 0.0  # while down: when the next probe is due
     probe_interval: float = PROBE_FIRST
 
@@ -58,6 +59,21 @@ class UpstreamHealth:
         state = self._states.get(server)
         return state is not None and state.down
 
+    def is_loop(self, server: HostPort) -> bool:
+        state = self._states.get(server)
+        return state is not None and state.loop
+
+    def mark_loop(self, server: HostPort) -> bool:
+        """``server`` forwards back to dockdns; True if it was not known to yet."""
+        state = self._states.setdefault(server, _State())
+        newly = not state.loop
+        state.loop = True
+        return newly
+
+    def clear_loops(self) -> None:
+        for state in self._states.values():
+            state.loop = False
+
     def srtt(self, server: HostPort) -> float | None:
         state = self._states.get(server)
         return None if state is None else state.srtt
@@ -67,7 +83,8 @@ class UpstreamHealth:
         fastest in configured order, slower ones after them (now and then one of those first).
         Those that are down are left out; when every one is, the list is empty and the question
         fails at once (stale or SERVFAIL) while the probes find out when one is back."""
-        live = [server for server in servers if not self.is_down(server)]
+        live = [server for server in servers
+                if not self.is_down(server) and not self.is_loop(server)]
         known = [rtt for rtt in map(self.srtt, live) if rtt is not None]
         if len(live) < 2 or not known:
             return live

@@ -191,7 +191,7 @@ async def _bind(family: int, stats: TransportStats) -> _Socket:
     owner = _Socket(stats, loop.create_future(), errors=errors)
     try:
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(owner), sock=sock)
-    except OSError:
+    except BaseException:  # cancelled too (a shutdown while the first query opens sockets)
         errors.close()
         sock.close()
         raise
@@ -226,7 +226,7 @@ class UpstreamUDP:
                 try:
                     for _ in range(self._per_family):
                         pool.append(await self._open(family))
-                except OSError:
+                except BaseException:
                     await _close_sockets(pool)
                     raise
                 self._pools[family] = pool
