@@ -281,6 +281,16 @@ class UpstreamForwarder:
     def inflight(self) -> int:
         return len(self.forward_stage.inflight)
 
+    @property
+    def events(self) -> dict[str, int]:
+        stats = self.stats
+        return {"fast_failure": stats.fast_failures, "jostled": stats.jostled,
+                "overflow": stats.overflow, "prefetch": stats.prefetches}
+
+    @property
+    def down(self) -> int:
+        return len(self.health.skipped())
+
     # --- lifecycle --------------------------------------------------------------------------
 
     def reconfigure(self, settings: ForwardSettings) -> None:

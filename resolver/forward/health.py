@@ -99,6 +99,10 @@ class UpstreamHealth:
     def down(self) -> list[HostPort]:
         return [server for server, state in self._states.items() if state.down]
 
+    def skipped(self) -> list[HostPort]:
+        """The upstreams not asked now: down, or a forwarding loop."""
+        return [server for server, state in self._states.items() if state.down or state.loop]
+
     def due(self, now: float) -> list[HostPort]:
         """The upstreams that are down and due for a probe."""
         return [server for server, state in self._states.items()

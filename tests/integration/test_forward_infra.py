@@ -62,6 +62,8 @@ def test_new_names_fail_at_once_with_the_only_upstream_down_as_unbound_does() ->
             asked_before = len(dead.queries)
             ours, our_time = rcodes_of(daemon.port, names)
             asked_during = len(dead.queries) - asked_before
+            assert daemon.metrics_port is not None
+            samples = scrape(daemon.metrics_port)
             log = daemon.log()
         with unbound(dead.address) as unbound_port:
             wait_for(lambda: unbound_marked(unbound_port), timeout=60)
@@ -73,6 +75,8 @@ def test_new_names_fail_at_once_with_the_only_upstream_down_as_unbound_does() ->
     assert not any(dead.count(name) for name in names)
     assert asked_during <= our_time / 1.0 + 1  # probes: at most one a second
     assert "does not answer" in log
+    assert value(samples, "dockdns_forward_events_total", event="fast_failure") == NAMES
+    assert value(samples, "dockdns_upstream_down") == 1
 
 
 def test_stale_answers_while_down_and_fresh_ones_once_a_probe_finds_it_back() -> None:
@@ -186,7 +190,11 @@ def test_prefetch_an_answer_asked_for_late_in_its_ttl_is_refreshed_in_the_backgr
             time.sleep(max(0.0, start + 4.5 - time.monotonic()))  # the first answer expired
             after = ask(daemon.host, daemon.port, "busy.prefetch.infra")
             asked = upstream.count("busy.prefetch.infra")
+            assert daemon.metrics_port is not None
+            prefetches = value(scrape(daemon.metrics_port), "dockdns_forward_events_total",
+                               event="prefetch")
     # The refreshed answer was in the cache before the old one expired: no client waited.
     assert addresses(after) == {"198.51.100.64"}
     assert after.answer[0].ttl >= 3
     assert asked == 2
+    assert prefetches == 1
