@@ -123,22 +123,38 @@ class UpstreamTLS:
         that ID and the question. Raises OSError (ssl.SSLError for certificate failures),
         TimeoutError."""
         async with asyncio.timeout(timeout):
-            connection = await self._connection(server)
-            for _ in range(ID_TRIES):
-                qid = secrets.randbelow(65536)
-                if qid not in connection.pending:
-                    break
-            else:
-                raise OSError(f"no free query ID on the connection to {server}")
-            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-            connection.pending[qid] = (question, future)
+            reused = server in self._connections and self._connections[server].usable
             try:
-                connection.writer.write(frame(qid.to_bytes(2, "big") + message[2:]))
-                await connection.writer.drain()
-                return await future
-            finally:
-                if connection.pending.get(qid, (b"", None))[1] is future:
-                    del connection.pending[qid]
+                return await self._ask(await self._connection(server), server, message,
+                                       question)
+            except OSError:
+                if not reused:
+                    raise
+                # The server may have closed the idle connection as we wrote (RFC 7766 6.2.3
+                # lets it): once more on a fresh one.
+                broken = self._connections.pop(server, None)
+                if broken is not None:
+                    broken.writer.close()
+                return await self._ask(await self._connection(server), server, message,
+                                       question)
+
+    async def _ask(self, connection: _Connection, server: HostPort, message: bytes,
+                   question: bytes) -> bytes:
+        for _ in range(ID_TRIES):
+            qid = secrets.randbelow(65536)
+            if qid not in connection.pending:
+                break
+        else:
+            raise OSError(f"no free query ID on the connection to {server}")
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        connection.pending[qid] = (question, future)
+        try:
+            connection.writer.write(frame(qid.to_bytes(2, "big") + message[2:]))
+            await connection.writer.drain()
+            return await future
+        finally:
+            if connection.pending.get(qid, (b"", None))[1] is future:
+                del connection.pending[qid]
 
     async def close(self) -> None:
         for task in list(self._opening.values()):

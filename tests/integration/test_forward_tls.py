@@ -85,3 +85,25 @@ def test_one_connection_carries_many_pipelined_questions(
     answers, opened = asyncio.run(scenario())
     assert answers == [{address} for address in RECORDS.values()] + [{"198.51.100.80"}]
     assert opened == 1
+
+
+def test_a_connection_the_server_closed_is_replaced(
+        dot: int, certificate: tuple[Path, Path]) -> None:
+    server = HostPort("127.0.0.1", dot, NAME)
+
+    async def scenario() -> tuple[list[set[str]], int]:
+        tls = UpstreamTLS(str(certificate[1]))
+        try:
+            answers = []
+            for name in ("n4.dot.infra", "n5.dot.infra"):
+                query = dns.message.make_query(name, "A").to_wire()
+                reply = await tls.exchange(server, query, query[wire.HEADER.size:], 5)
+                answers.append(addresses(dns.message.from_wire(reply)))
+                await asyncio.sleep(1.5)  # past Unbound's tcp-idle-timeout (1 s): it closes
+            return answers, tls.connections_opened
+        finally:
+            await tls.close()
+
+    answers, opened = asyncio.run(scenario())
+    assert answers == [{"198.51.100.84"}, {"198.51.100.85"}]
+    assert opened == 2

@@ -77,6 +77,8 @@ def dot_unbound(key: Path, pem: Path, records: dict[str, str]) -> Iterator[int]:
   tls-port: {tls_port}
   tls-service-key: "{key}"
   tls-service-pem: "{pem}"
+  # Idle connections closed after a second, so that tests see dockdns open a new one.
+  tcp-idle-timeout: 1000
 {zones}{local}""", port):
         yield tls_port
 
