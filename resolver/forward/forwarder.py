@@ -253,7 +253,7 @@ class UpstreamForwarder:
         self.private_reverse = PrivateReverseStage(settings.bogus_priv, self.source, self.stats)
         self.forward_stage = ForwardStage(settings, self.source, self.pool, self.cache_stage,
                                           self.stats, clock)
-        self.loops = LoopDetector(self.pool, clock)
+        self.loops = LoopDetector(self.pool, lambda: self.source.table.servers(), clock)
         self._loop_check = True  # at start, and again whenever the upstreams change
         self.stages: tuple[Stage, ...] = (self.private_reverse, self.cache_stage,
                                           self.forward_stage)

@@ -4,6 +4,10 @@ that forwards back to dockdns (a dnsmasq pointed at dockdns, a resolv.conf namin
 that forwards here) brings that question back to our own listener; the upstream it was sent to
 is marked a loop, logged once, and skipped until the next check.
 
+With --workers the probe may come back to another worker (SO_REUSEPORT spreads the queries):
+the label carries a MAC over the upstream it was sent to, keyed by a secret made before the
+workers fork, so any worker can tell which of the (shared) upstreams it came back from.
+
 Only configured upstreams are ever asked. ``.invalid`` (RFC 6761) is never delegated, so the
 probe cannot leak anywhere a well-behaved resolver would send it; one that loops answers it
 SERVFAIL here, which ends the loop after one round.
@@ -12,6 +16,8 @@ SERVFAIL here, which ends the loop after one round.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import secrets
 import struct
@@ -27,6 +33,29 @@ log = logging.getLogger("dockdns.forwarder")
 PROBE_ZONE = (b"dockdns-loop", b"invalid")
 # How long a probe's name is remembered: its answer may take the upstream's own timeouts.
 PROBE_WINDOW = 10.0
+# Probes per upstream and check: with --workers each worker marks only the loops whose probes
+# come back to it, so each sends several; with N workers a worker misses all 6N of them with
+# probability ((N-1)/N)^(6N), 1 in 4096 for two.
+PROBES = 6
+# Made at import, so before --workers forks: every worker of one dockdns shares it.
+_SECRET = secrets.token_bytes(16)
+
+
+def _mac(nonce: str, server: HostPort) -> str:
+    return hmac.new(_SECRET, f"{nonce} {server}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def probe_label(server: HostPort) -> str:
+    """A fresh label for a probe of ``server``: a random nonce and its MAC over the upstream."""
+    nonce = secrets.token_hex(6)
+    return nonce + _mac(nonce, server)
+
+
+def probed(label: str, servers: Iterable[HostPort]) -> HostPort | None:
+    """Which of ``servers`` a label made by ``probe_label`` (in any worker) was sent to."""
+    nonce, mac = label[:12], label[12:]
+    return next((server for server in servers
+                 if hmac.compare_digest(_mac(nonce, server), mac)), None)
 
 
 def probe_message(label: str) -> bytes:
@@ -38,8 +67,10 @@ def probe_message(label: str) -> bytes:
 
 
 class LoopDetector:
-    def __init__(self, pool: UpstreamPool, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, pool: UpstreamPool, servers: Callable[[], Iterable[HostPort]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.pool = pool
+        self.servers = servers  # the upstreams configured now
         self.clock = clock
         # Probe label -> (the upstream it was sent to, until when it is remembered).
         self._probes: dict[bytes, tuple[HostPort, float]] = {}
@@ -53,12 +84,13 @@ class LoopDetector:
         for old in [k for k, (_, until) in self._probes.items() if until <= now]:
             del self._probes[old]
         for server in sorted(servers):
-            label = secrets.token_hex(8)
-            self._probes[label.encode("ascii")] = (server, now + PROBE_WINDOW)
-            task = asyncio.get_running_loop().create_task(self._send(server, label),
-                                                          name="loop-probe")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            for _ in range(PROBES):
+                label = probe_label(server)
+                self._probes[label.encode("ascii")] = (server, now + PROBE_WINDOW)
+                task = asyncio.get_running_loop().create_task(self._send(server, label),
+                                                              name="loop-probe")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _send(self, server: HostPort, label: str) -> None:
         message = probe_message(label)
@@ -81,9 +113,11 @@ class LoopDetector:
         labels = query.labels
         if len(labels) != 3 or tuple(label.lower() for label in labels[1:]) != PROBE_ZONE:
             return False
-        probe = self._probes.pop(labels[0].lower(), None)
-        if probe is not None and self.clock() < probe[1]:
-            server = probe[0]
+        label = labels[0].lower()
+        probe = self._probes.pop(label, None)
+        server = probe[0] if probe is not None else probed(
+            label.decode("latin-1"), self.servers())  # another worker's probe
+        if server is not None:
             if self.pool.health.mark_loop(server):
                 log.error("forwarding loop: upstream %s sent dockdns's own probe question back "
                           "to it (it forwards to dockdns); skipping that upstream until the "

@@ -101,3 +101,19 @@ def test_upstreams_changed_by_sighup_are_checked_again(tmp_path: Path) -> None:
             wait_for(lambda: "forwarding loop" in daemon.log())
             reply = ask(daemon.host, daemon.port, "after.loop.infra")
     assert addresses(reply) == {"198.51.100.92"}
+
+
+def test_every_worker_finds_the_loop() -> None:
+    port = free_port()
+    names = [f"w{n}.loop.infra" for n in range(12)]
+    with FaultServer() as live, forwarding_dnsmasq(port) as looping:
+        for name in names:
+            live.add(name, "A", 300, "198.51.100.93")
+        with dockdns("--upstream", looping, "--upstream", live.address, "--workers", "2",
+                     port=port) as daemon:
+            wait_for(lambda: daemon.log().count("forwarding loop") == 2)
+            replies = [ask(daemon.host, daemon.port, name) for name in names]
+    # Each worker logged it once, and whichever worker a question reached, it went to the
+    # live upstream only.
+    assert all(addresses(reply) == {"198.51.100.93"} for reply in replies)
+    assert all(live.count(name) == 1 for name in names)
