@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a Debian machine: the system tools the tests use as
-# real peers (Docker engine, dig, dnsperf, dnsmasq, busybox for the test image) and the Python
+# real peers (Docker engine, dig, dnsperf, dnsmasq, Unbound, busybox for the test image) and the Python
 # packages. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # locally made base; docker-compose: Debian's Compose, which runs deploy/compose.yaml in the tests;
 # systemd: systemd-analyze, which verifies deploy/dockdns.service.
 debs=(docker.io busybox-static dnsutils dnsperf dnsmasq-base iproute2 util-linux procps
-      python3.11-minimal libpython3.11-stdlib docker-compose systemd dbus podman unbound)
+      python3.11-minimal libpython3.11-stdlib docker-compose systemd dbus podman unbound openssl)
 missing=()
 for deb in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import pwd
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -23,7 +24,7 @@ from discovery.docker.conventions import COMPAT_ALL
 from discovery.registry.model import IPNetwork
 from discovery.static.records import StaticRecord
 from discovery.static.records import parse as parse_record
-from resolver.dns.addresses import HostPort, parse_hostport
+from resolver.dns.addresses import HostPort, parse_hostport, parse_upstream
 from resolver.forward.settings import ForwardZone, parse_forward_zone
 from resolver.serve.settings import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 
@@ -64,6 +65,8 @@ class Config:
     forward_zones: tuple[ForwardZone, ...] = ()
     resolv_conf: str = "/etc/resolv.conf"
     upstream_timeout: float = 1.0
+    # CA certificates (PEM) that DNS-over-TLS upstreams are checked against; "": the system's.
+    upstream_ca: str = ""
     # Distinct questions waiting on upstreams at once. Docker's resolver refuses past 1024 (its
     # REFUSED storms under load); four times that covers a burst of unique names for the 3.5 s a
     # question may take, at a task and one upstream query ID (of 65,536 per socket) each.
@@ -167,6 +170,16 @@ def _choice(*choices: str) -> Parser:
     return parse
 
 
+def _ca_file(value: Any) -> str:
+    path = _text(value).strip()
+    if path:
+        try:
+            ssl.create_default_context(cafile=path)
+        except (OSError, ssl.SSLError) as err:
+            raise ValueError(f"{path!r}: cannot use as CA certificates: {err}") from None
+    return path
+
+
 def _hostport(default_port: int | None) -> Parser:
     return lambda value: parse_hostport(_text(value), default_port)
 
@@ -240,8 +253,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hosts_files", _text, "hosts file to serve, re-read when it changes (repeatable)",
             flag="--hosts-file", many=True, metavar="PATH",
             area="discovery"),
-    Setting("upstreams", _hostport(53), "upstream DNS server (repeatable)", flag="--upstream",
-            many=True, metavar="ADDR[:PORT]",
+    Setting("upstreams", lambda value: parse_upstream(_text(value)), "upstream DNS server "
+            "(repeatable); tls://ADDR[:PORT]#NAME for DNS over TLS, its certificate checked "
+            "for NAME", flag="--upstream", many=True, metavar="ADDR[:PORT]",
             area="forward", memo=True),
     Setting("docker", _bool, "watch the Docker engine for container names",
             area="discovery", live=False),
@@ -291,6 +305,9 @@ SETTINGS: tuple[Setting, ...] = (
             area="forward", memo=True),
     Setting("resolv_conf", _text, "where the default upstreams are read from when no "
             "--upstream is given (re-read when it changes)", metavar="PATH",
+            area="forward"),
+    Setting("upstream_ca", _ca_file, "CA certificates (PEM file) that tls:// upstreams' "
+            "certificates must chain to (default: the system's CA store)", metavar="FILE",
             area="forward"),
     Setting("upstream_timeout", _float_in(0.05, 10.0), "how long one upstream attempt may take "
             "before the next upstream is asked", metavar="SECONDS",

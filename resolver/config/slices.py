@@ -25,7 +25,8 @@ def forward_settings(config: Config) -> ForwardSettings:
     return ForwardSettings(
         upstreams=config.upstreams, forward_zones=config.forward_zones,
         resolv_conf=config.resolv_conf, listen=config.listen,
-        upstream_timeout=config.upstream_timeout, max_inflight=config.max_inflight,
+        upstream_timeout=config.upstream_timeout, upstream_ca=config.upstream_ca,
+        max_inflight=config.max_inflight,
         cache_size=config.cache_size, cache_min_ttl=config.cache_min_ttl,
         cache_max_ttl=config.cache_max_ttl, serve_stale=config.serve_stale,
         bogus_priv=config.bogus_priv, special_names=config.special_names,

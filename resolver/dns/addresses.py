@@ -32,9 +32,33 @@ def is_local_address(address: str) -> bool:
 class HostPort:
     host: str
     port: int
+    # An upstream spoken to over DNS over TLS (RFC 7858): the name its certificate must hold.
+    tls_name: str | None = None
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return f"tls://{address}#{self.tls_name}" if self.tls_name else address
+
+
+# RFC 7858: DNS over TLS listens on 853.
+DOT_PORT = 853
+
+
+def parse_upstream(text: str, default_port: int = 53) -> HostPort:
+    """``ADDR[:PORT]`` (plain DNS), or ``tls://ADDR[:PORT]#NAME`` (DNS over TLS, port 853 unless
+    given; the server's certificate must be valid for NAME)."""
+    text = text.strip()
+    if not text.lower().startswith("tls://"):
+        return parse_hostport(text, default_port)
+    address, sep, name = text[len("tls://"):].partition("#")
+    name = name.strip().rstrip(".").lower()
+    if not sep or not name:
+        raise ValueError(f"{text!r}: expected tls://ADDR[:PORT]#NAME, the name its certificate "
+                         "is checked against")
+    if any(not label or len(label) > 63 for label in name.split(".")):
+        raise ValueError(f"{text!r}: {name!r} is not a host name")
+    server = parse_hostport(address, DOT_PORT)
+    return HostPort(server.host, server.port, name)
 
 
 def parse_hostport(text: str, default_port: int | None) -> HostPort:

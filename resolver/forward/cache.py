@@ -21,6 +21,9 @@ MAX_NEGATIVE_TTL = 10_800
 # RFC 8767 5: how long past expiry an entry may still be served (they suggest 1-3 days), the TTL
 # a stale answer carries, and how long after a failed refresh stale answers are given without
 # asking upstream again (the "failure recheck timer", 30 s suggested).
+# A fresh answer asked for in the last tenth of its TTL is refreshed in the background (Unbound's
+# prefetch), so that a name in use does not fall out of the cache and cost a client the wait.
+PREFETCH_AFTER = 0.9
 STALE_WINDOW = 86_400
 STALE_TTL = 30
 STALE_RECHECK = 30.0
@@ -34,6 +37,15 @@ class Entry:
     expires_at: float
     # While now < stale_until (set after a failed refresh), the stale answer is given at once.
     stale_until: float = -math.inf
+    # A background refresh is under way (or has replaced this entry).
+    refreshing: bool = False
+
+    @property
+    def prefetch_at(self) -> float:
+        return self.stored_at + PREFETCH_AFTER * (self.expires_at - self.stored_at)
+
+    def due_for_prefetch(self, now: float) -> bool:
+        return now >= self.prefetch_at
 
     def fresh(self, now: float) -> bool:
         return now < self.expires_at
@@ -43,8 +55,10 @@ class Entry:
         return int(now - self.stored_at)
 
     def memo_until(self, now: float) -> float:
-        """Until when the rendered bytes stay right: the next tick of ``age``, or expiry."""
-        return min(self.stored_at + self.age(now) + 1, self.expires_at)
+        """Until when the rendered bytes stay right: the next tick of ``age``, or expiry; and
+        not past the prefetch time, so that a hit then reaches the renewal that prefetches."""
+        until = min(self.stored_at + self.age(now) + 1, self.expires_at)
+        return min(until, self.prefetch_at) if now < self.prefetch_at else until
 
 
 class Cache:

@@ -16,3 +16,6 @@ class ForwarderStats:
     private_reverse: int = 0  # reverse lookups of private addresses answered NXDOMAIN here
     overflow: int = 0  # queries refused because --max-inflight questions were in flight
     bad_replies: int = 0  # matched replies that could not be read
+    fast_failures: int = 0  # questions failed at once: every upstream of theirs was down
+    jostled: int = 0  # questions in flight ended to make room for another group's
+    prefetches: int = 0  # background refreshes of answers near expiry or served stale

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
 
 from resolver.answer.chain import ForwardedReply, Next, Request, Stage, Trace, chain
@@ -24,6 +25,7 @@ from resolver.forward.cache import Cache
 from resolver.forward.cache_stage import CacheStage, from_entry
 from resolver.forward.counters import ForwarderStats
 from resolver.forward.health import UpstreamHealth
+from resolver.forward.loop import LoopDetector
 from resolver.forward.pool import UpstreamPool
 from resolver.forward.private_reverse import PrivateReverseStage
 from resolver.forward.resolution import Outcome, Resolution
@@ -43,6 +45,18 @@ limited = RateLimitedLog(log)
 ANSWER_BUDGET = 3.5
 # How often resolv.conf is checked and upstreams that are down are probed.
 MAINTENANCE_INTERVAL = 1.0
+# One destination group (the upstreams a name routes to: a --forward-zone's, or the default ones)
+# holds at most this share of --max-inflight, so a zone whose upstreams are silent cannot take
+# every slot from the others.
+GROUP_SHARE = 0.5
+# When every slot is taken, a new question jostles out the oldest question of the group holding
+# the most, if that one has waited at least this long (Unbound's jostle-timeout, 200 ms): a
+# question that is still young is likely to be answered in a moment.
+JOSTLE_AFTER = 0.2
+
+
+Flight = tuple[bytes, bool]  # a question in flight: its cache key, and whether over TCP
+Group = tuple[HostPort, ...]  # a destination group: the upstreams one name routes to
 
 
 class ForwardStage:
@@ -60,9 +74,54 @@ class ForwardStage:
         self.clock = clock
         self.max_inflight = settings.max_inflight
         # At most max_inflight questions (checked before a resolution starts).
-        self.inflight: dict[tuple[bytes, bool], asyncio.Task[Outcome]] = {}
+        self.inflight: dict[Flight, asyncio.Task[Outcome]] = {}
         # Set while dockdns is registered with systemd-resolved: marks every upstream question.
         self.guard: LoopGuard | None = None
+        # The same questions by destination group, oldest first, with when each started.
+        self.groups: dict[Group, dict[Flight, float]] = {}
+        # Resolutions ended to make room for another group's question (held while their
+        # waiters hold them: those answer SERVFAIL rather than pass the cancellation on).
+        self.jostled: weakref.WeakSet[asyncio.Task[Outcome]] = weakref.WeakSet()
+
+    def group_cap(self) -> int:
+        return max(1, int(self.max_inflight * GROUP_SHARE))
+
+    def _room(self, group: Group, request: Request) -> bool:
+        """Whether a new question for ``group`` may start: its group is under its share, and a
+        slot is free or one was made by jostling the oldest question of the fullest group."""
+        if len(self.groups.get(group, ())) >= self.group_cap():
+            limited.warning("%d questions for upstreams %s are in flight (their share of "
+                            "--max-inflight); new ones get SERVFAIL at once", self.group_cap(),
+                            ", ".join(map(str, group)))
+            request.note(self.name, "the share of --max-inflight of these upstreams is taken: "
+                                    "SERVFAIL")
+            return False
+        if len(self.inflight) < self.max_inflight:
+            return True
+        fullest = max(self.groups.values(), key=len, default={})
+        oldest = next(iter(fullest.items()), None)
+        if oldest is not None and self.clock() - oldest[1] >= JOSTLE_AFTER:
+            task = self.inflight.get(oldest[0])
+            if task is not None:
+                self.stats.jostled += 1
+                self.jostled.add(task)
+                task.cancel()
+                self._forget(oldest[0], task)
+                request.note(self.name, "--max-inflight questions are waiting: the oldest was "
+                                        "jostled out to make room")
+                return True
+        limited.warning("%d questions are in flight upstream (--max-inflight); new ones "
+                        "get SERVFAIL at once", self.max_inflight)
+        request.note(self.name, "--max-inflight questions are waiting already: SERVFAIL")
+        return False
+
+    def _forget(self, flight: Flight, task: asyncio.Task[Outcome]) -> None:
+        if self.inflight.get(flight) is not task:
+            return
+        del self.inflight[flight]
+        for group, flights in list(self.groups.items()):
+            if flights.pop(flight, None) is not None and not flights:
+                del self.groups[group]
 
     @staticmethod
     def _failure(request: Request, rcode: int) -> ForwardedReply:
@@ -79,38 +138,56 @@ class ForwardStage:
         flight = (request.key, request.tcp)
         task = self.inflight.get(flight)
         if task is None:
-            if len(self.inflight) >= self.max_inflight:
-                self.stats.overflow += 1
-                limited.warning("%d questions are in flight upstream (--max-inflight); new ones "
-                                "get SERVFAIL at once", self.max_inflight)
-                request.note(self.name, "--max-inflight questions are waiting already: SERVFAIL")
+            order = self.pool.health.order(servers)
+            if not order:
+                # Every upstream of this name is down: no waiting for them, the probes find out
+                # when one is back (and one due now starts at once).
+                self.stats.fast_failures += 1
+                self.pool.probe_down()
+                request.note(self.name, "every upstream of this name is down (" + ", ".join(
+                    map(str, servers)) + "): failed at once")
                 return self._failure(request, wire.SERVFAIL)
-            request.note(self.name, "asked " + ", ".join(
-                str(s) for s in self.pool.health.order(servers)) + (" over TCP" if request.tcp
-                                                                    else ""))
+            group = tuple(servers)
+            if not self._room(group, request):
+                self.stats.overflow += 1
+                return self._failure(request, wire.SERVFAIL)
+            request.note(self.name, "asked " + ", ".join(map(str, order)) + (
+                " over TCP" if request.tcp else ""))
             task = asyncio.get_running_loop().create_task(
-                self._resolve(request.key, query, list(servers), request.tcp), name="resolve")
+                self._resolve(request.key, query, order, request.tcp), name="resolve")
             self.inflight[flight] = task
+            self.groups.setdefault(group, {})[flight] = self.clock()
             task.add_done_callback(lambda done: self._landed(flight, done))
         else:
             self.stats.coalesced += 1
             request.note(self.name, "joined the same question already in flight")
-        outcome = await asyncio.shield(task)
+        try:
+            outcome = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task not in self.jostled or (current is not None and current.cancelling()):
+                raise
+            request.note(self.name, "jostled out by a question for other upstreams: SERVFAIL")
+            return self._failure(request, wire.SERVFAIL)
         if outcome.reply is None:
             request.note(self.name, "no usable answer from any upstream")
             return self._failure(request, outcome.rcode)
         if outcome.entry is not None:
             request.note(self.name, "answered; cached")
+            # Its prefetch, when the memo renews it late in its TTL, comes back to this stage.
+            refresh = self.cache_stage.prefetcher(outcome.entry, request, self._again)
             return from_entry(self.cache_stage.cache, outcome.entry, request, self.clock(),
-                              SOURCE_FORWARD)
+                              SOURCE_FORWARD, refresh)
         request.note(self.name, "answered; not cacheable")
         # Not cacheable (TTL 0, a negative answer without SOA): this client only.
         return ForwardedReply(render(outcome.reply, query, outcome.reply.ttls, 0,
                                      request.max_size), outcome.reply.rcode, SOURCE_FORWARD)
 
-    def _landed(self, flight: tuple[bytes, bool], task: asyncio.Task[Outcome]) -> None:
-        if self.inflight.get(flight) is task:
-            del self.inflight[flight]
+    async def _again(self, request: Request) -> ForwardedReply:
+        return await self.serve(request, _no_answer)
+
+    def _landed(self, flight: Flight, task: asyncio.Task[Outcome]) -> None:
+        self._forget(flight, task)
         if not task.cancelled() and task.exception() is not None:
             log.error("resolution failed", exc_info=task.exception())
 
@@ -124,7 +201,7 @@ class ForwardStage:
         resolution = Resolution(self.pool, self.stats, self.clock, message, query.question,
                                 start + ANSWER_BUDGET)
         try:
-            reply = await resolution.run(self.pool.health.order(servers), tcp)
+            reply = await resolution.run(servers, tcp)
         finally:
             if self.guard is not None and marked:
                 self.guard.release(marked)
@@ -179,12 +256,14 @@ class UpstreamForwarder:
         self.settings = settings
         self.stats = ForwarderStats()
         self.source = UpstreamSource(settings)
-        self.pool = UpstreamPool(settings.upstream_timeout)
+        self.pool = UpstreamPool(settings.upstream_timeout, clock, settings.upstream_ca)
         self.cache_stage = CacheStage(settings, self.stats, clock)
         self.special_names = SpecialNamesStage(settings)
         self.private_reverse = PrivateReverseStage(settings.bogus_priv, self.source, self.stats)
         self.forward_stage = ForwardStage(settings, self.source, self.pool, self.cache_stage,
                                           self.stats, clock)
+        self.loops = LoopDetector(self.pool, lambda: self.source.table.servers(), clock)
+        self._loop_check = True  # at start, and again whenever the upstreams change
         self.stages: tuple[Stage, ...] = (self.special_names, self.private_reverse,
                                           self.cache_stage, self.forward_stage)
         self._chain = chain(self.stages, _no_answer)
@@ -228,6 +307,16 @@ class UpstreamForwarder:
     def guard(self, guard: LoopGuard | None) -> None:
         self.forward_stage.guard = guard
 
+    @property
+    def events(self) -> dict[str, int]:
+        stats = self.stats
+        return {"fast_failure": stats.fast_failures, "jostled": stats.jostled,
+                "overflow": stats.overflow, "prefetch": stats.prefetches}
+
+    @property
+    def down(self) -> int:
+        return len(self.health.skipped())
+
     # --- lifecycle --------------------------------------------------------------------------
 
     def reconfigure(self, settings: ForwardSettings) -> None:
@@ -237,10 +326,12 @@ class UpstreamForwarder:
         self.source.reconfigure(settings)
         self.pool.forget_except(self.source.table.servers())
         self.pool.timeout = settings.upstream_timeout
+        self.pool.reconfigure_tls(settings.upstream_ca)
         self.forward_stage.max_inflight = settings.max_inflight
         self.private_reverse.enabled = settings.bogus_priv
         self.special_names.reconfigure(settings)
         self.cache_stage.reconfigure(settings)
+        self._loop_check = True
 
     def start(self) -> None:
         # Quiet: the upstreams are logged once the daemon is up (a failed start says one line).
@@ -249,9 +340,13 @@ class UpstreamForwarder:
     async def run(self) -> None:
         """Background upkeep: follow resolv.conf, probe the upstreams that are down."""
         while True:
+            if self._loop_check:
+                self._loop_check = False
+                self.loops.check(self.source.table.servers())
             await asyncio.sleep(MAINTENANCE_INTERVAL)
             if self.source.poll():
                 self.pool.forget_except(self.source.table.servers())
+                self._loop_check = True
             self.pool.probe_down()
 
     async def close(self) -> None:
@@ -260,12 +355,18 @@ class UpstreamForwarder:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        await self.loops.close()
         await self.pool.close()
 
     # --- answering --------------------------------------------------------------------------
 
     async def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
                       trace: Trace | None = None) -> ForwardedReply:
+        if self.loops.seen(query):
+            if trace is not None:
+                trace.note("forward", "a forwarding-loop probe: SERVFAIL, never forwarded")
+            return ForwardedReply(wire.error_reply(query, packet, wire.SERVFAIL), wire.SERVFAIL,
+                                  SOURCE_FORWARD, failed=True)
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         request = Request(query, packet, tcp, view, max_size, cache_key(query), trace)
         return await self._chain(request)

@@ -7,20 +7,26 @@ The forward stage asks the pool; the pool knows nothing of questions, caches or 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
 from resolver.dns.upstream_message import probe_query
 from resolver.forward.health import UpstreamHealth
-from resolver.forward.transport import UpstreamUDP
+from resolver.forward.tls import UpstreamTLS
+from resolver.forward.transport import UpstreamUDP, UpstreamUnreachable
 
 
 class UpstreamPool:
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic,
+                 cafile: str = "") -> None:
         self.timeout = timeout  # one attempt's budget (--upstream-timeout)
+        self.clock = clock
         self.health = UpstreamHealth()
         self.udp = UpstreamUDP()
+        self.cafile = cafile
+        self.tls = UpstreamTLS(cafile)  # tls:// upstreams
         # Per (upstream, outcome): as many as upstreams ever configured times the few outcomes.
         self.requests: dict[tuple[str, str], int] = {}
         # At most one probe per configured upstream that is down.
@@ -34,9 +40,21 @@ class UpstreamPool:
         """Upstreams no longer configured (resolv.conf changed) lose their health state."""
         self.health.forget_except(servers)
 
+    def failed(self, server: HostPort, err: BaseException | None) -> None:
+        """One attempt to ``server`` failed: ``err`` None for a timeout, else what it raised."""
+        if err is None:
+            self.count(server, "timeout")
+            self.health.failed(server, self.clock())
+        elif isinstance(err, UpstreamUnreachable):
+            self.count(server, "unreachable")
+            self.health.failed(server, self.clock(), f"unreachable ({err.strerror})")
+        else:
+            self.count(server, "timeout" if isinstance(err, TimeoutError) else "error")
+            self.health.failed(server, self.clock(), f"failed ({err})")
+
     def probe_down(self) -> None:
-        """Start a probe for every upstream that is down and has none running."""
-        for server in self.health.down():
+        """Start a probe for every upstream that is down, due for one and has none running."""
+        for server in self.health.due(self.clock()):
             if server not in self._probes:
                 self._probes[server] = asyncio.get_running_loop().create_task(
                     self._probe(server), name="upstream-probe")
@@ -47,19 +65,36 @@ class UpstreamPool:
         finally:
             self._probes.pop(server, None)
 
+    def reconfigure_tls(self, cafile: str) -> None:
+        if cafile != self.cafile:
+            self.cafile = cafile
+            self.tls.reconfigure(cafile)
+
     async def _ask_alive(self, server: HostPort) -> None:
         message = probe_query(0)
+        sent = self.clock()
+        if server.tls_name:
+            try:
+                await self.tls.exchange(server, message, message[wire.HEADER.size:],
+                                        self.timeout)
+            except (OSError, TimeoutError):
+                self.health.probe_failed(server, self.clock())
+                return
+            self.health.succeeded(server, self.clock() - sent)
+            return
         try:
             exchange = await self.udp.send(server, message, message[wire.HEADER.size:])
         except OSError:
+            self.health.probe_failed(server, self.clock())
             return
         try:
             await asyncio.wait_for(exchange.future, self.timeout)
-        except TimeoutError:
+        except (TimeoutError, OSError):
+            self.health.probe_failed(server, self.clock())
             return
         finally:
             exchange.cancel()
-        self.health.succeeded(server)
+        self.health.succeeded(server, self.clock() - sent)
 
     def probes(self) -> Iterable[asyncio.Task[None]]:
         return list(self._probes.values())
@@ -71,3 +106,4 @@ class UpstreamPool:
         if probes:
             await asyncio.wait(probes)
         await self.udp.close()
+        await self.tls.close()

@@ -47,7 +47,9 @@ class Resolution:
         self.deadline = deadline
         self.refusals = 0
         self.answers = 0
-        self.outstanding: dict[asyncio.Future[bytes], tuple[HostPort, UDPExchange]] = {}
+        # Each attempt's reply, by the server asked, the exchange and when it was sent.
+        self.outstanding: dict[asyncio.Future[bytes],
+                               tuple[HostPort, UDPExchange, float]] = {}
 
     def _usable(self, reply: UpstreamReply) -> bool:
         """Whether ``reply`` ends the resolution; else note why another upstream is asked."""
@@ -68,15 +70,32 @@ class Resolution:
 
     async def _tcp(self, server: HostPort, until: float) -> UpstreamReply | None:
         pool = self.pool
+        sent = self.clock()
         try:
             data = await tcp_exchange(server, self.message, self.question,
-                                      max(0.0, until - self.clock()), pool.udp.stats)
+                                      max(0.0, until - sent), pool.udp.stats)
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as err:
             log.debug("TCP query to %s failed: %r", server, err)
-            pool.health.failed(server)
-            pool.count(server, "timeout" if isinstance(err, TimeoutError) else "error")
+            pool.failed(server, err)
             return None
+        # Not an RTT sample: a TCP exchange includes the handshake.
         pool.health.succeeded(server)
+        reply = self._read(data)
+        pool.count(server, outcome_of(reply))
+        return reply if reply is not None and self._usable(reply) else None
+
+    async def _tls(self, server: HostPort, until: float) -> UpstreamReply | None:
+        pool = self.pool
+        sent = self.clock()
+        try:
+            data = await pool.tls.exchange(server, self.message, self.question,
+                                           max(0.0, until - sent))
+        except (OSError, TimeoutError) as err:
+            limited.warning("DNS over TLS query to %s failed: %s", server, str(err))
+            pool.failed(server, err)
+            return None
+        # The connection is reused: after the first, this is the server's round trip.
+        pool.health.succeeded(server, self.clock() - sent)
         reply = self._read(data)
         pool.count(server, outcome_of(reply))
         return reply if reply is not None and self._usable(reply) else None
@@ -93,10 +112,14 @@ class Resolution:
             done, _ = await asyncio.wait(list(self.outstanding), timeout=remaining,
                                          return_when=asyncio.FIRST_COMPLETED)
             for future in done:
-                server, _ = self.outstanding.pop(future)
+                server, _, sent = self.outstanding.pop(future)
                 if future.cancelled():
                     continue
-                pool.health.succeeded(server)
+                if future.exception() is not None:
+                    # An ICMP error: this attempt failed at once, the next upstream is asked.
+                    pool.failed(server, future.exception())
+                    continue
+                pool.health.succeeded(server, self.clock() - sent)
                 reply = self._read(future.result())
                 pool.count(server, outcome_of(reply))
                 if reply is None:
@@ -121,6 +144,13 @@ class Resolution:
                 if now >= self.deadline:
                     break
                 attempt_end = min(now + pool.timeout, self.deadline)
+                if server.tls_name:
+                    # Over TLS whether the client came over UDP or TCP: a TLS reply is never
+                    # truncated.
+                    reply = await self._tls(server, attempt_end)
+                    if reply is not None:
+                        return reply
+                    continue
                 if tcp:
                     reply = await self._tcp(server, attempt_end)
                     if reply is not None:
@@ -130,20 +160,18 @@ class Resolution:
                     exchange = await pool.udp.send(server, self.message, self.question)
                 except OSError as err:
                     limited.warning("cannot query upstream: %s", str(err))
-                    pool.health.failed(server)
-                    pool.count(server, "error")
+                    pool.failed(server, err)
                     continue
-                self.outstanding[exchange.future] = (server, exchange)
+                self.outstanding[exchange.future] = (server, exchange, now)
                 reply = await self._collect(attempt_end, exchange.future)
                 if reply is not None:
                     return reply
                 if exchange.future in self.outstanding:
                     # No answer in time; it may still come while the next upstream is asked.
-                    pool.health.failed(server)
-                    pool.count(server, "timeout")
+                    pool.failed(server, None)
             return await self._collect(self.deadline, None)
         finally:
-            for _, exchange in self.outstanding.values():
+            for _, exchange, _ in self.outstanding.values():
                 exchange.cancel()
             self.outstanding.clear()
 

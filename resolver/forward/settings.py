@@ -40,6 +40,7 @@ class ForwardSettings:
     # The daemon's own listen addresses: an upstream that points back at one is a loop.
     listen: tuple[HostPort, ...] = ()
     upstream_timeout: float = 1.0
+    upstream_ca: str = ""  # PEM file for tls:// upstreams; "": the system's CA store
     max_inflight: int = 4096
     cache_size: int = 10_000
     cache_min_ttl: int = 0

@@ -6,20 +6,22 @@ one (on a fresh port) takes its place, so the ports an off-path spoofer would ha
 changing; the retired one stays open until the replies it waits for are in. A datagram is
 accepted as the reply only if its ID is one we are waiting for on that socket, it comes from the
 address and port that query went to, and it carries the same question; anything else (forged,
-late or garbage) is counted and dropped.
+late or garbage) is counted and dropped. An ICMP error about a query (port unreachable) fails that
+query's exchange at once with ``UpstreamUnreachable``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import random
 import secrets
 import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any
-
-import asyncio_dgram
 
 from resolver.dns.addresses import HostPort
 from resolver.dns.framing import frame, read_framed
@@ -60,6 +62,8 @@ class UDPExchange:
             self._socket.forget(self._qid)
         if not self.future.done():
             self.future.cancel()
+        elif not self.future.cancelled():
+            self.future.exception()  # seen: an error nobody waits for any more is no news
 
 
 @dataclass(slots=True)
@@ -68,6 +72,7 @@ class TransportStats:
     tcp_sent: int = 0
     ignored: int = 0  # datagrams that matched no outstanding query (forged, late, garbage)
     rotations: int = 0
+    unreachable: int = 0  # attempts failed at once by an ICMP error
     # The same, by reason: the ``reason`` label of dockdns_upstream_rejected_replies_total.
     rejected: dict[str, int] = field(default_factory=dict)
 
@@ -79,33 +84,49 @@ class TransportStats:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
 
+# Linux: with IP_RECVERR/IPV6_RECVERR an unconnected UDP socket queues the ICMP errors its sends
+# provoke (port or host unreachable), each with the datagram and address it was about, so an
+# attempt to a closed port fails at once instead of timing out. Not in Python's socket module.
+IP_RECVERR = 11
+IPV6_RECVERR = 25
+# struct sock_extended_err begins with the errno of the error (u32, host order).
+_EE_ERRNO = struct.Struct("=I")
+
+
+class UpstreamUnreachable(OSError):
+    """The upstream's host or port answered an attempt with an ICMP error."""
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: _Socket) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.owner.dispatch(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # The loop's recvfrom saw the pending error; the error queue says which datagram it was.
+        self.owner.read_errors()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.owner.closed.done():
+            self.owner.closed.set_result(None)
+
+
 @dataclass(eq=False, slots=True)
 class _Socket:
-    stream: Any  # asyncio_dgram.DatagramServer (untyped)
     stats: TransportStats
+    closed: asyncio.Future[None]
+    transport: asyncio.DatagramTransport | None = None
+    # A second descriptor of the same socket, for reading its error queue (MSG_ERRQUEUE), which
+    # the event loop's transport does not do.
+    errors: socket.socket | None = None
     # Queries sent from this socket and not yet answered or given up: one per attempt of a
     # resolution in flight, so --max-inflight times the upstreams one question may try, and
     # never more than the 65,536 IDs (``send`` gives up on a socket that full).
     pending: dict[int, _Waiter] = field(default_factory=dict)
-    reader: asyncio.Task[None] | None = None
     sent: int = 0
     retired: bool = False  # replaced: closes once the replies it waits for are in
-
-    def start(self) -> None:
-        self.reader = asyncio.get_running_loop().create_task(self.read(),
-                                                             name="upstream-udp-reader")
-
-    async def read(self) -> None:
-        while True:
-            try:
-                data, addr = await self.stream.recv()
-            except asyncio_dgram.TransportClosed:
-                return
-            except OSError as err:
-                # ICMP errors from earlier sends (port unreachable): the attempt times out.
-                log.debug("upstream socket error: %s", err)
-                continue
-            self.dispatch(data, addr)
 
     def dispatch(self, data: bytes, addr: Any) -> None:
         if len(data) < 12:
@@ -130,19 +151,70 @@ class _Socket:
         if not waiter.future.done():
             waiter.future.set_result(data)
 
+    def read_errors(self) -> None:
+        """Fail the attempts the queued ICMP errors are about; drain the queue (while it holds
+        anything the socket stays readable to the loop)."""
+        if self.errors is None:
+            return
+        while True:
+            try:
+                data, ancillary, _, addr = self.errors.recvmsg(
+                    512, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            except OSError:  # BlockingIOError: drained
+                return
+            code = next((_EE_ERRNO.unpack_from(item[2])[0] for item in ancillary
+                         if len(item[2]) >= _EE_ERRNO.size), errno.EHOSTUNREACH)
+            waiter = self.pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 2 else None
+            if waiter is None or addr is None or (addr[0], addr[1]) != (waiter.host,
+                                                                       waiter.port):
+                continue
+            self.stats.unreachable += 1
+            self.forget(int.from_bytes(data[:2], "big"))
+            if not waiter.future.done():
+                waiter.future.set_exception(UpstreamUnreachable(code, os.strerror(code)))
+
     def forget(self, qid: int) -> None:
         del self.pending[qid]
         if self.retired and not self.pending:
-            self.stream.close()  # the reader sees TransportClosed and ends
+            self.close()
 
     def close(self) -> None:
-        self.stream.close()
+        if self.transport is not None:
+            self.transport.close()
+        if self.errors is not None:
+            self.errors.close()
+            self.errors = None
         for waiter in self.pending.values():
             if not waiter.future.done():
                 waiter.future.cancel()
         self.pending.clear()
-        if self.reader is not None:
-            self.reader.cancel()
+
+
+async def _bind(family: int, stats: TransportStats) -> _Socket:
+    loop = asyncio.get_running_loop()
+    wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        sock.bind((wildcard, 0))
+        sock.setblocking(False)
+        errors = socket.socket(fileno=os.dup(sock.fileno()))
+    except OSError:
+        sock.close()
+        raise
+    errors.setblocking(False)
+    owner = _Socket(stats, loop.create_future(), errors=errors)
+    try:
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(owner), sock=sock)
+    except BaseException:  # cancelled too (a shutdown while the first query opens sockets)
+        errors.close()
+        sock.close()
+        raise
+    owner.transport = transport
+    return owner
 
 
 class UpstreamUDP:
@@ -157,10 +229,7 @@ class UpstreamUDP:
         self._closed = False
 
     async def _open(self, family: int) -> _Socket:
-        wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
-        sock = _Socket(await asyncio_dgram.bind((wildcard, 0)), self.stats)
-        sock.start()
-        return sock
+        return await _bind(family, self.stats)
 
     async def _pool(self, family: int) -> list[_Socket]:
         pool = self._pools.get(family)
@@ -175,7 +244,7 @@ class UpstreamUDP:
                 try:
                     for _ in range(self._per_family):
                         pool.append(await self._open(family))
-                except OSError:
+                except BaseException:
                     await _close_sockets(pool)
                     raise
                 self._pools[family] = pool
@@ -200,8 +269,7 @@ class UpstreamUDP:
         old.retired = True
         if old.pending:
             self._retired.add(old)
-            if old.reader is not None:
-                old.reader.add_done_callback(lambda _: self._retired.discard(old))
+            old.closed.add_done_callback(lambda _: self._retired.discard(old))
         else:
             old.close()
         return fresh
@@ -223,9 +291,12 @@ class UpstreamUDP:
         sock.pending[qid] = _Waiter(server.host, server.port, question, future)
         exchange = UDPExchange(future, sock, qid)
         try:
-            await sock.stream.send(qid.to_bytes(2, "big") + message[2:],
-                                   (server.host, server.port))
-        except (OSError, asyncio_dgram.TransportClosed) as err:
+            if sock.transport is None or sock.transport.is_closing():
+                raise OSError("the socket is closed")
+            # Errors of the send itself reach the protocol's error_received, as ICMP ones do.
+            sock.transport.sendto(qid.to_bytes(2, "big") + message[2:],
+                                  (server.host, server.port))
+        except OSError as err:
             exchange.cancel()
             raise OSError(f"cannot send to {server}: {err}") from None
         self.stats.udp_sent += 1
@@ -245,9 +316,9 @@ class UpstreamUDP:
 async def _close_sockets(sockets: list[_Socket]) -> None:
     for sock in sockets:
         sock.close()
-    readers = [sock.reader for sock in sockets if sock.reader is not None]
-    if readers:
-        await asyncio.wait(readers)
+    closing = [sock.closed for sock in sockets]
+    if closing:
+        await asyncio.wait(closing)
 
 
 async def tcp_exchange(server: HostPort, message: bytes, question: bytes, timeout: float,

@@ -223,15 +223,16 @@ def _forward_origins(trace: Trace, requests: Mapping[tuple[str, str], int],
     if decision.startswith("no upstream server"):
         return ["not in the registry; would be forwarded, but no upstream is set (--upstream, "
                 "--forward-zone or the nameservers of --resolv-conf)"]
-    answered = [upstream for (upstream, outcome), _ in requests.items()
-                if outcome in ("ok", "refused", "servfail")]
-    failed = [f"{upstream}: {outcome}" for (upstream, outcome), _ in requests.items()
-              if (upstream, outcome) and outcome not in ("ok", "refused", "servfail")]
-    if "no usable answer" in decision and not any(o == "ok" for (_, o) in requests):
+    # Counted per (upstream, outcome); REFUSED and SERVFAIL are answers too (the upstream's word).
+    answered = list(dict.fromkeys(upstream for (upstream, outcome) in requests
+                                  if outcome in ("ok", "refused", "servfail")))
+    failed = [f"{upstream}: {outcome}" for (upstream, outcome) in requests
+              if outcome not in ("ok", "refused", "servfail")]
+    if not answered:
         return ["not in the registry; forwarded, but no upstream answered: "
-                + "; ".join(failed or answered or ["(none asked)"])]
+                + "; ".join(failed or ["(none asked)"])]
     ok = [upstream for (upstream, outcome) in requests if outcome == "ok"]
-    lines = [f"forwarded to {ok[0] if ok else ', '.join(answered)} (not in the registry)"]
+    lines = [f"forwarded to {ok[0] if ok else answered[-1]} (not in the registry)"]
     lines.extend(f"no answer from {problem}" for problem in failed)
     return lines
 

@@ -46,6 +46,17 @@ class UpstreamMetrics(Protocol):
         ``wrong_question``, ``malformed``, ``unreadable``)."""
         ...
 
+    @property
+    def events(self) -> Mapping[str, int]:
+        """What the forwarder did instead of waiting: "fast_failure" (every upstream of the
+        name down), "jostled", "overflow", "prefetch" -> count."""
+        ...
+
+    @property
+    def down(self) -> int:
+        """Upstreams marked down (or found to loop) now."""
+        ...
+
 
 class CacheMetrics(Protocol):
     """The forwarder's answer cache."""
@@ -223,6 +234,20 @@ class DockdnsCollector(Collector):
         yield rejected
         yield GaugeMetricFamily("dockdns_upstream_inflight", "Requests waiting on an upstream",
                                 value=sum(part.inflight for part in self.upstreams))
+        yield GaugeMetricFamily("dockdns_upstream_down", "Upstreams skipped now: down (silent "
+                                "or unreachable, probed in the background) or a forwarding loop",
+                                value=sum(part.down for part in self.upstreams))
+        events = CounterMetricFamily(
+            "dockdns_forward_events", "Questions answered without waiting on upstreams, by why "
+            "(fast_failure: every upstream down; jostled; overflow: no slot), and background "
+            "prefetches", labels=["event"])
+        counted: dict[str, int] = {}
+        for part in self.upstreams:
+            for event, count in part.events.items():
+                counted[event] = counted.get(event, 0) + count
+        for event, count in sorted(counted.items()):
+            events.add_metric([event], count)
+        yield events
 
     def _cache_metrics(self) -> Iterator[Metric]:
         if not self.caches:

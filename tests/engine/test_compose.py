@@ -34,7 +34,7 @@ pytestmark = pytest.mark.docker
 COMPOSE_FILE = REPO / "deploy" / "compose.yaml"
 # The file's `web` is nginx; here a busybox whose default command keeps it running.
 WEB_IMAGE = "dockdns-test:busybox-sleeper"
-FORWARDED = ("dkc-ext.test", "198.51.100.71")
+FORWARDED = ("dkc-ext.example", "198.51.100.71")  # not .test: dockdns answers that
 # The image checks its health every 30 s (Compose cannot shorten that from outside).
 HEALTHY_SECONDS = 120
 

@@ -43,7 +43,7 @@ HARDENING = ["--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE"]
 # The image checks every 30 s; the tests do not wait that long for the first verdict.
 FAST_HEALTH = ["--health-interval", "1s", "--health-start-period", "0s"]
 SIDECAR_ADDRESS = "127.0.0.12"
-FORWARDED = ("dk-iext.test", "198.51.100.7")  # a name only the test's upstream knows
+FORWARDED = ("dk-iext.example", "198.51.100.7")  # only the test upstream has it; not .test
 CAP_NET_BIND_SERVICE = 1 << 10
 
 

@@ -86,6 +86,8 @@ class Upstreams:
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
     inflight: int = 0
     rejected_replies: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    down: int = 0
 
 
 @dataclass
@@ -128,6 +130,8 @@ def test_attached_parts_are_read_at_every_scrape() -> None:
 
     upstreams.requests[("127.0.0.1:53", "ok")] = 7
     upstreams.inflight = 2
+    upstreams.events["jostled"] = 3
+    upstreams.down = 1
     cache.entries, cache.hits, cache.misses = 10, 5, 3
     engine.events, engine.connected, engine.last_sync = 4, True, 1_700_000_000.0
     stats.counts[stats.slot(1, 0, SOURCE_LOCAL)] += 9
@@ -135,6 +139,8 @@ def test_attached_parts_are_read_at_every_scrape() -> None:
     assert value(second, "dockdns_upstream_requests_total", upstream="127.0.0.1:53",
                  outcome="ok") == 7
     assert value(second, "dockdns_upstream_inflight") == 2
+    assert value(second, "dockdns_forward_events_total", event="jostled") == 3
+    assert value(second, "dockdns_upstream_down") == 1
     assert value(second, "dockdns_cache_entries") == 10
     assert value(second, "dockdns_cache_hits_total") == 5
     assert value(second, "dockdns_cache_misses_total") == 3

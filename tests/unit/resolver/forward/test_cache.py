@@ -75,7 +75,11 @@ def test_ttls_count_down_and_the_memo_ends_at_the_next_tick() -> None:
     assert entry.memo_until(100.4) == 101.0
     assert entry.memo_until(102.5) == 103.0
     short = cache.put(b"s", positive(2), now=100.0)
-    assert short is not None and short.memo_until(101.5) == 102.0 == short.expires_at
+    assert short is not None and short.memo_until(101.85) == 102.0 == short.expires_at
+    # Before its prefetch time (the TTL's last tenth) the memo stops there, so that a hit then
+    # comes to the renewal that starts the prefetch.
+    assert short.memo_until(101.5) == short.prefetch_at == 101.8
+    assert not short.due_for_prefetch(101.7) and short.due_for_prefetch(101.8)
 
 
 def test_least_recently_used_entries_are_evicted() -> None:

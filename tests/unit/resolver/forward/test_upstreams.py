@@ -121,14 +121,14 @@ def test_zone_routing_takes_the_longest_match_by_whole_labels() -> None:
 def test_health_skips_dead_upstreams_until_they_answer() -> None:
     a, b = HostPort("192.0.2.1", 53), HostPort("192.0.2.2", 53)
     health = UpstreamHealth(failures_to_down=2)
-    health.failed(a)
+    health.failed(a, 0.0)
     assert health.order([a, b]) == [a, b]
-    health.failed(a)
+    health.failed(a, 0.0)
     assert health.order([a, b]) == [b]
     assert health.down() == [a]
-    health.failed(b)
-    health.failed(b)
-    assert health.order([a, b]) == [a, b]  # all down: ask them all anyway
+    health.failed(b, 0.0)
+    health.failed(b, 0.0)
+    assert health.order([a, b]) == []  # all down: fail at once, only the probes ask them
     health.succeeded(a)
     assert health.order([a, b]) == [a]
     health.forget_except({a})
