@@ -227,7 +227,9 @@ def test_a_label_holding_a_dot_is_not_two_labels(tmp_path: Path) -> None:
         query = dns.message.make_query(one_label, "A")
         reply = dns.query.udp(query, daemon.host, port=daemon.port, timeout=5)
         assert not reply.answer and reply.rcode() == dns.rcode.REFUSED  # the upstream's word
-        assert len(upstream.queries) == 1 and upstream.queries[0].name == "host1\\.lan"
+        # (Loop-detection probes aside: resolver/forward/loop.py asks each upstream at start.)
+        asked = [q for q in upstream.queries if not q.name.endswith(".dockdns-loop.invalid")]
+        assert len(asked) == 1 and asked[0].name == "host1\\.lan"
 
 
 def test_chaos_over_tcp(servers: Servers) -> None:

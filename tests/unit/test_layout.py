@@ -15,6 +15,23 @@ ELSEWHERE: dict[str, str] = {
     # already calls it in-process against hosts files, a loopback dnsmasq and registries
     # built in the test, which is what a unit test of it would repeat.
     "resolver/ops/explain.py": "tests/integration/test_explain.py",
+    # Label and convention parsing: one file exercises both, container inspect data in, names out.
+    "discovery/docker/conventions.py": "tests/unit/discovery/docker/test_names_from_labels.py",
+    "discovery/docker/labels.py": "tests/unit/discovery/docker/test_names_from_labels.py",
+    # The static-records source and its setup answer over real sockets, reloaded by SIGHUP.
+    "discovery/static/setup.py": "tests/integration/test_static_records.py",
+    "discovery/static/source.py": "tests/integration/test_static_records.py",
+    "resolver/answer/chase.py": "tests/integration/test_static_records.py",
+    # Forwarding features whose behaviour only shows against real peers (a looping dnsmasq, a
+    # DoT Unbound, Unbound's own local zones in the same run).
+    "resolver/forward/loop.py": "tests/integration/test_forward_loop.py",
+    "resolver/forward/tls.py": "tests/integration/test_forward_tls.py",
+    "resolver/forward/special_names.py": "tests/integration/test_special_names.py",
+    # The D-Bus side needs a real systemd-resolved on its own bus, in a namespace.
+    "resolver/resolved/bus.py": "tests/integration/test_resolved.py",
+    "resolver/resolved/integration.py": "tests/integration/test_resolved.py",
+    "resolver/resolved/link.py": "tests/integration/test_resolved.py",
+    "resolver/resolved/stub.py": "tests/integration/test_resolved.py",
 }
 
 

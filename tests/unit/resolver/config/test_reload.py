@@ -22,13 +22,14 @@ from resolver.dns.addresses import HostPort
 
 def test_restart_only_settings() -> None:
     assert {"listen", "user", "workers", "docker", "docker_hosts", "swarm", "swarm_managers",
-            "metrics", "metrics_listen", "rate_limit"} == RESTART_ONLY
+            "metrics", "metrics_listen", "rate_limit", "resolved"} == RESTART_ONLY
     assert not {"ttl", "hosts_files", "upstreams", "log_level"} & RESTART_ONLY
 
 
 def test_memo_settings() -> None:
     assert {"ttl", "domain", "allow", "upstreams", "forward_zones", "bogus_priv",
-            "default_bridge_names", "as_container"} == MEMO_SETTINGS
+            "default_bridge_names", "as_container", "host_names", "special_names", "identity",
+            "hide_identity", "hide_version"} == MEMO_SETTINGS
     # Nothing that needs a restart can change a memo in a running daemon.
     assert not MEMO_SETTINGS & RESTART_ONLY
 

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from discovery.docker.setup import DockerEngine
 from discovery.registry.model import Record, SourcePart
 from resolver.config.settings import build as build_config
 from resolver.daemon.build import answering, build
-from resolver.ops.health import SidecarCheck
 from resolver.ops.querylog import log_query
 from resolver.serve.ratelimit import RateLimiter
 from tests.support.notify_socket import NotifySocket
@@ -28,12 +26,15 @@ def test_components(engine: str) -> None:
                            "rate_limit": "50", "as_container": "web", "tcp_max": "7",
                            "upstreams": ["127.0.0.1:5301"]}, environ={})
     parts = build(config)
-    assert [type(s).__name__ for s in parts.sources] == ["HostsFiles", "DockerEngine"]
+    assert [type(s).__name__ for s in parts.sources] == ["HostsFiles", "DockerEngine",
+                                                         "StaticRecords"]
     assert parts.handler.query_log is log_query
     assert isinstance(parts.limiter, RateLimiter) and parts.limiter.rate == 50
     assert parts.tcp_state.max_connections == 7 and parts.tcp_state.handler is parts.handler
     checks = parts.health.checks
-    assert [type(c) for c in checks] == [DockerEngine, SidecarCheck]
+    # Each source that gates readiness, then the supervisor's check of every run loop.
+    assert [type(c).__name__ for c in checks] == ["HostsFiles", "DockerEngine", *(
+        ["SupervisedCheck"] * 3), "SidecarCheck"]
     attached: list[object] = list(parts.metrics.collector.engines)
     assert attached == [parts.sources[1]]
     assert parts.metrics.collector.upstreams == [parts.forwarder]
@@ -45,7 +46,10 @@ def test_defaults_ask_for_nothing_extra(engine: str) -> None:
     config = build_config({"docker": "false", "swarm": "false"}, environ={})
     parts = build(config)
     assert parts.handler.query_log is None and parts.limiter is None
-    assert parts.health.checks == [] and parts.metrics.collector.engines == []
+    # Only what every daemon has: the hosts source and its supervision, the static records'.
+    assert [type(c).__name__ for c in parts.health.checks] == ["HostsFiles", "SupervisedCheck",
+                                                               "SupervisedCheck"]
+    assert parts.metrics.collector.engines == []
 
 
 def test_only_worker_zero_speaks_to_systemd(tmp_path: Path,

@@ -32,7 +32,9 @@ def make_config(tmp_path: Path, upstream: FaultServer, **extra: object) -> Confi
     flags: dict[str, object] = {
         "listen": [f"127.0.0.1:{free_port()}"], "hosts_files": [str(hosts)],
         "upstreams": [f"{upstream.host}:{upstream.port}"], "docker": "false",
-        "swarm": "false", "metrics_listen": f"127.0.0.1:{free_port()}", **extra}
+        "swarm": "false", "metrics_listen": f"127.0.0.1:{free_port()}",
+        # The upstream's names are under .test, which dockdns otherwise answers itself.
+        "special_names": "false", **extra}
     return build(flags, environ={})
 
 
@@ -117,9 +119,9 @@ def test_a_bind_failure_is_one_line_and_leaves_nothing_bound(tmp_path: Path) -> 
                 f"cannot listen on 127.0.0.1:{port}: the address is already in use; stop the "
                 "other server or choose another with --listen")
             assert not daemon.health.listening
-            # Its background tasks were cancelled (the sources' and the forwarder's upkeep).
+            # Its background tasks (the sources' and the forwarder's upkeep) were cancelled,
+            # and those not yet ended end so.
             tasks = list(daemon.tasks)
-            assert len(tasks) == 2
             await asyncio.gather(*tasks, return_exceptions=True)
             assert all(task.cancelled() for task in tasks)
 

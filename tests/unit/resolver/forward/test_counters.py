@@ -43,7 +43,7 @@ def test_each_counter_counts_its_event(monkeypatch: pytest.MonkeyPatch) -> None:
 
         async def main() -> ForwarderStats:
             forwarder = UpstreamForwarder(ForwardSettings(
-                upstreams=(server,), upstream_timeout=0.2, max_inflight=1,
+                upstreams=(server,), upstream_timeout=0.2, max_inflight=1, special_names=False,
                 resolv_conf="/nonexistent/dockdns-test/resolv.conf"))
             forwarder.start()
             try:

@@ -1,53 +1,56 @@
-"""Upstream health bookkeeping: two silent attempts in a row mark an upstream down, it is asked
-last-resort only, and one answer brings it back."""
+"""The upstream infrastructure cache (resolver/forward/health.py): RTT order with a band and
+exploration, and the probe backoff of an upstream that is down."""
 
 from __future__ import annotations
 
 from resolver.dns.addresses import HostPort
-from resolver.forward.health import FAILURES_TO_DOWN, UpstreamHealth
+from resolver.forward.health import PROBE_FIRST, PROBE_MAX, RTT_BAND, UpstreamHealth
 
-A, B, C = HostPort("127.0.0.1", 5301), HostPort("127.0.0.2", 5301), HostPort("::1", 5301)
+A, B, C = (HostPort(f"192.0.2.{n}", 53) for n in (1, 2, 3))
 
 
-def test_down_after_failures_in_a_row_and_back_after_a_success() -> None:
+def test_upstreams_within_the_rtt_band_keep_their_configured_order() -> None:
+    health = UpstreamHealth(chance=lambda: 1.0)
+    health.succeeded(A, 0.010)
+    health.succeeded(B, 0.001)
+    health.succeeded(C, 0.010 + RTT_BAND / 2)
+    assert health.order([A, B, C]) == [A, B, C]
+
+
+def test_a_slow_upstream_goes_behind_the_fast_ones_and_is_explored_now_and_then() -> None:
+    health = UpstreamHealth(chance=lambda: 1.0)
+    health.succeeded(A, 0.9)
+    health.succeeded(B, 0.002)
+    health.succeeded(C, 0.003)
+    assert health.order([A, B, C]) == [B, C, A]
+    exploring = UpstreamHealth(chance=lambda: 0.0)
+    exploring.succeeded(A, 0.9)
+    exploring.succeeded(B, 0.002)
+    assert exploring.order([A, B]) == [A, B]
+
+
+def test_the_rtt_is_smoothed() -> None:
     health = UpstreamHealth()
-    assert FAILURES_TO_DOWN == 2
-    health.failed(A)
-    assert not health.is_down(A) and health.order([A, B]) == [A, B]
-    health.failed(A)
-    assert health.is_down(A) and health.down() == [A]
-    assert health.order([A, B, C]) == [B, C]
-    health.succeeded(A)
-    assert not health.is_down(A) and health.down() == []
-    # The count started again: one more failure is not enough.
-    health.failed(A)
-    assert not health.is_down(A)
+    health.succeeded(A, 0.1)
+    health.succeeded(A, 0.9)
+    srtt = health.srtt(A)
+    assert srtt is not None and 0.1 < srtt < 0.9 / 2
 
 
-def test_a_success_in_between_resets_the_count() -> None:
-    health = UpstreamHealth(failures_to_down=3)
-    for _ in range(2):
-        health.failed(A)
-    health.succeeded(A)
-    for _ in range(2):
-        health.failed(A)
-    assert not health.is_down(A)
-    health.failed(A)
-    assert health.is_down(A)
-    health.succeeded(B)  # never seen: nothing to do
-    assert health.down() == [A]
-
-
-def test_all_down_asks_all() -> None:
-    health = UpstreamHealth(failures_to_down=1)
-    health.failed(A)
-    health.failed(B)
-    assert health.order([A, B]) == [A, B] and health.order([]) == []
-
-
-def test_forget_except() -> None:
-    health = UpstreamHealth(failures_to_down=1)
-    health.failed(A)
-    health.failed(B)
-    health.forget_except({B})
-    assert health.down() == [B] and not health.is_down(A)
+def test_probes_of_a_down_upstream_back_off_until_it_answers() -> None:
+    health = UpstreamHealth(failures_to_down=2)
+    health.failed(A, 100.0)
+    assert health.due(1e9) == []  # one failure: not down, never probed
+    health.failed(A, 100.0)
+    assert health.order([A]) == []
+    assert health.due(100.0) == [] and health.due(100.0 + PROBE_FIRST) == [A]
+    now = 100.0 + PROBE_FIRST
+    intervals = []
+    for _ in range(6):
+        health.probe_failed(A, now)
+        step = next(t for t in (x / 4 for x in range(1, 400)) if health.due(now + t))
+        intervals.append(step)
+        now += step
+    assert intervals == [2.0, 4.0, 8.0, PROBE_MAX, PROBE_MAX, PROBE_MAX]
+    health.succeeded(A, 0.01)
+    assert health.order([A]) == [A] and health.due(now + 1e6) == []

@@ -13,7 +13,7 @@ from tests.support.upstream import Behaviour, FaultServer
 
 def mark_down(pool: UpstreamPool, server: HostPort) -> None:
     for _ in range(3):
-        pool.health.failed(server)
+        pool.health.failed(server, 0.0)
     assert pool.health.is_down(server)
 
 

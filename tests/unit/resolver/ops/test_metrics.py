@@ -18,6 +18,9 @@ from resolver.ops.stats import SOURCE_FORWARD, SOURCE_LOCAL, DurationHistogram, 
 class Upstreams:
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
     inflight: int = 0
+    rejected_replies: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    down: int = 0
 
 
 @dataclass
