@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import socket
 import statistics
 import threading
 import time
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import dnslib
 
 from benchmarks import cpus, dnsperf, engine, servers, workload
 from benchmarks.servers import Server
@@ -456,6 +459,137 @@ def _quantile(ordered: list[float], fraction: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+# --- 6. a dead upstream ------------------------------------------------------------------------
+
+# Scenario 6: forwarding while an upstream is dead (issue 15). One dockdns, two forward zones:
+# ``dead.bench`` to a real socket on loopback that reads and never answers, ``live.bench`` to a
+# dnsmasq that answers every name under it.
+# 
+# A. Once the dead zone's only upstream is marked down, 100 new names under it, one at a time:
+# each answer's latency (SERVFAIL comes at once, not after the 3.5 s answer budget).
+# B. dnsperf on unique names under the live zone (every query a cache miss, forwarded), alone and
+# then while a flood of unique dead-zone names runs beside it: the healthy zone must keep its
+# throughput and lose nothing (the dead zone holds at most its share of --max-inflight).
+
+NEW_NAMES = 100
+# Unique live names in dnsperf's file: more than a run sends at the forwarded-miss rate, so
+# nearly every query is a miss (a repeat would be a cache hit, which scenario 2 measures).
+LIVE_NAMES = 60_000
+# The flood: unique dead-zone names at a fixed rate (a misbehaving client that keeps asking
+# names nobody can answer, well past --max-inflight's 4096 within the answer budget if they
+# were waited on), bounded in count and time whatever the machine does.
+FLOOD_QPS = 2_000
+FLOOD_MAX = 200_000
+MARK_TRIES = 20
+
+
+@contextlib.contextmanager
+def silent_upstream() -> Iterator[int]:
+    """A UDP socket on loopback that reads every query and answers none, in a thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((LOOPBACK, 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                sock.recv(4096)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        sock.close()
+
+
+def _timed(host: str, port: int, name: str, timeout: float) -> tuple[float, str]:
+    started = time.perf_counter()
+    reply = servers.query(host, port, name, timeout=timeout)
+    elapsed = (time.perf_counter() - started) * 1000
+    rcode = "no reply" if reply is None else str(dnslib.RCODE.get(reply.header.rcode))
+    return elapsed, rcode
+
+
+def _flood(host: str, port: int, until: float, sent: list[int]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        count = 0
+        started = time.monotonic()
+        while count < FLOOD_MAX and time.monotonic() < until:
+            if count >= (time.monotonic() - started) * FLOOD_QPS:
+                time.sleep(0.002)
+                continue
+            packet = dnslib.DNSRecord.question(f"f{count}.dead.bench").pack()
+            with contextlib.suppress(BlockingIOError):
+                sock.sendto(packet, (host, port))
+                count += 1
+            with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                while True:
+                    sock.recv(4096)
+    sent.append(count)
+
+
+def dead_upstream(ctx: Context) -> dict[str, Any]:
+    live_port = servers.free_port()
+    live_names = [f"l{i}.live.bench" for i in range(LIVE_NAMES)]
+    queries = workload.write_queries(ctx.work / "live-queries", live_names)
+    with silent_upstream() as dead_port, \
+            servers.dnsmasq("live", LOOPBACK, live_port, ["--address=/live.bench/192.0.2.1"],
+                            "probe.live.bench", ctx.log_dir), \
+            servers.dockdns("dockdns", LOOPBACK, servers.free_port(),
+                            [*ctx.upstream,
+                             "--forward-zone", f"dead.bench={LOOPBACK}:{dead_port}",
+                             "--forward-zone", f"live.bench={LOOPBACK}:{live_port}"],
+                            "probe.live.bench", ctx.log_dir) as dockdns:
+        host, port = dockdns.host, dockdns.port
+        # Mark the dead zone's upstream down: names until one is answered at once (bounded).
+        marking = [_timed(host, port, f"m{i}.dead.bench", 5.0) for i in range(2)]
+        for i in range(2, MARK_TRIES):
+            elapsed, _ = _timed(host, port, f"m{i}.dead.bench", 5.0)
+            marking.append((elapsed, ""))
+            if elapsed < 50:
+                break
+        # A: 100 new names with the only upstream of their zone dead and marked.
+        answers = [_timed(host, port, f"n{i}.dead.bench", 5.0) for i in range(NEW_NAMES)]
+        latencies = sorted(ms for ms, _ in answers)
+        rcodes: dict[str, int] = {}
+        for _, rcode in answers:
+            rcodes[rcode] = rcodes.get(rcode, 0) + 1
+        # B: the healthy zone alone, then beside the flood.
+        alone = Contender("alone", dockdns, queries)
+        flooded = Contender("with dead-zone flood", dockdns, queries)
+        sent: list[int] = []
+        for _ in range(ctx.rounds):
+            alone.measure(ctx.seconds, ctx.pinning)
+            flood = threading.Thread(target=_flood, args=(host, port,
+                                                          time.monotonic() + ctx.seconds + 1,
+                                                          sent), daemon=True)
+            flood.start()
+            flooded.measure(ctx.seconds, ctx.pinning)
+            flood.join(timeout=ctx.seconds + 5)
+        results = {"alone": alone.summary(), "with dead-zone flood": flooded.summary()}
+    pairs = zip(results["with dead-zone flood"]["runs"], results["alone"]["runs"], strict=True)
+    ratio = statistics.median(f["qps"] / a["qps"] for f, a in pairs if a["qps"])
+    return {
+        "status": "ok",
+        "marked_after": len(marking),
+        "new_names": NEW_NAMES,
+        "answered": sum(1 for _, rcode in answers if rcode != "no reply"),
+        "rcodes": rcodes,
+        "p50_ms": round(statistics.median(latencies), 3),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3),
+        "max_ms": round(latencies[-1], 3),
+        "flood_sent": sum(sent),
+        "servers": results,
+        "ratios": {"flooded/alone": round(ratio, 3)},
+        "cpu_ratios": {},
+    }
+
+
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "local_names": local_names,
     "cache_hits": cache_hits,
@@ -463,4 +597,5 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "registry_scaling": registry_scaling,
     "workers": workers,
     "propagation": propagation,
+    "dead_upstream": dead_upstream,
 }
