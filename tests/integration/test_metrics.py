@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +17,7 @@ from resolver.ops.stats import SOURCE_LOCAL, DurationHistogram, QueryStats
 from tests.support.daemon import REPO, command, dockdns, http_get
 from tests.support.net import addresses, ask, free_port
 from tests.support.scrape import scrape, value
+from tests.support.standins import Cache, Upstreams
 from tests.support.upstream import FaultServer
 
 
@@ -79,22 +80,6 @@ def test_no_metrics_binds_no_http_port(hosts_file: str) -> None:
 
 
 # --- the hook points, with objects shaped as the forwarder and the Docker source will be -----
-
-
-@dataclass
-class Upstreams:
-    requests: dict[tuple[str, str], int] = field(default_factory=dict)
-    inflight: int = 0
-    rejected_replies: dict[str, int] = field(default_factory=dict)
-    events: dict[str, int] = field(default_factory=dict)
-    down: int = 0
-
-
-@dataclass
-class Cache:
-    entries: int = 0
-    hits: int = 0
-    misses: int = 0
 
 
 @dataclass

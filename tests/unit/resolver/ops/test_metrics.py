@@ -4,7 +4,7 @@ cache and Docker parts once attached. Parsed back with prometheus-client's own p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -12,22 +12,7 @@ from discovery.registry.model import Record, SourcePart
 from discovery.registry.registry import Registry
 from resolver.ops.metrics import Metrics, names_per_source
 from resolver.ops.stats import SOURCE_FORWARD, SOURCE_LOCAL, DurationHistogram, QueryStats
-
-
-@dataclass
-class Upstreams:
-    requests: dict[tuple[str, str], int] = field(default_factory=dict)
-    inflight: int = 0
-    rejected_replies: dict[str, int] = field(default_factory=dict)
-    events: dict[str, int] = field(default_factory=dict)
-    down: int = 0
-
-
-@dataclass
-class Cache:
-    entries: int = 0
-    hits: int = 0
-    misses: int = 0
+from tests.support.standins import Cache, Upstreams
 
 
 @dataclass
