@@ -20,18 +20,12 @@ import pytest
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.net import addresses, ask
 from tests.support.upstream import FORGED_ADDRESS, Behaviour, FaultServer
+from tests.support.wait import wait_for
 
 # More addresses than fit 512 bytes, or our 1232-byte upstream UDP size: ~1.6 kB as an answer.
 MANY = [f"192.0.2.{i}" for i in range(1, 101)]
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 @pytest.fixture(scope="module")

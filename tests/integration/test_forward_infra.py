@@ -17,19 +17,13 @@ from tests.support.net import addresses, ask, free_port
 from tests.support.scrape import scrape, value
 from tests.support.unbound import forwarding_unbound
 from tests.support.upstream import Behaviour, FaultServer
+from tests.support.wait import wait_for
 
 NAMES = 100
 # 100 names that each waited for the budget would take 350 s; these must not wait it at all.
 NOT_WAITING = 30.0
 
 
-def wait_for(condition: object, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 def mark_down(daemon: RunningDaemon) -> None:

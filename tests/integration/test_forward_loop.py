@@ -18,6 +18,7 @@ from tests.support.daemon import dockdns
 from tests.support.net import addresses, ask, free_port
 from tests.support.scrape import scrape, value
 from tests.support.upstream import FaultServer
+from tests.support.wait import wait_for
 
 
 @contextmanager
@@ -40,13 +41,6 @@ def forwarding_dnsmasq(to_port: int) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 def test_an_upstream_that_forwards_back_to_dockdns_is_detected_and_skipped() -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 
-import dns.exception
 import pytest
 
-from tests.support.net import ask, free_port
+from tests.support.net import free_port
+from tests.support.upstream import wait_answering
 
 
 @contextlib.contextmanager
@@ -47,11 +46,5 @@ def answering_upstream(records: Mapping[str, str]) -> Iterator[str]:
 
 
 def _wait_answering(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            ask("127.0.0.1", port, "ready.invalid", timeout=0.2)
-            return
-        except (dns.exception.Timeout, ConnectionRefusedError):
-            time.sleep(0.05)
-    raise RuntimeError(f"dnsmasq on 127.0.0.1:{port} did not answer (exit {process.poll()})")
+    # A local-zone name (RFC 6761 .invalid): answered without asking any upstream.
+    wait_answering("127.0.0.1", port, "ready.invalid", timeout=20, process=process)
