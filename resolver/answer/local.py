@@ -92,7 +92,7 @@ def find(snapshot: Snapshot, networks: Sequence[str], name: str, family: int,
             found = names.get(request) if names is not None else None
             if found is None:
                 continue
-            if family == 0 or (found.ipv4 if family == 4 else found.ipv6):
+            if _has(found, family):
                 return Found(found, network), True
             exists = True
         if exists:
@@ -100,7 +100,7 @@ def find(snapshot: Snapshot, networks: Sequence[str], name: str, family: int,
             return None, True
     found = snapshot.global_names.get(name)
     if found is not None:
-        if family == 0 or (found.ipv4 if family == 4 else found.ipv6):
+        if _has(found, family):
             return Found(found, None), True
         return None, True
     if snapshot.wild_by_network or snapshot.global_wild:
