@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from discovery.registry.model import Snapshot, SourcePart
 
 log = logging.getLogger("dockdns.registry")
 
 Listener = Callable[[Snapshot], None]
+T = TypeVar("T")
+NOTHING = SourcePart()
+
+
+def _without(items: tuple[T, ...], removed: Iterable[T]) -> tuple[T, ...]:
+    """``items`` less one occurrence of each of ``removed`` (a multiset difference: a hosts file
+    may hold the same line twice, and removing one leaves the other)."""
+    gone = Counter(removed)
+    if not gone:
+        return items
+    kept: list[T] = []
+    for item in items:
+        if gone.get(item, 0) > 0:
+            gone[item] -= 1
+        else:
+            kept.append(item)
+    return tuple(kept)
 
 
 class Registry:
@@ -36,6 +55,23 @@ class Registry:
         self._parts[source] = part
         self._publish()
         return True
+
+    def change(self, source: str, added: SourcePart = NOTHING,
+               removed: SourcePart = NOTHING) -> bool:
+        """Apply a delta to what ``source`` contributes: ``removed`` holds networks, records and
+        clients it contributed before (one occurrence each), ``added`` new ones. A source that
+        knows what changed (one container, one hosts line) says only that, instead of its whole
+        part. Publishes only if something changed."""
+        if not (added.networks or added.records or added.clients or removed.networks
+                or removed.records or removed.clients):
+            return False
+        old = self._parts.get(source, NOTHING)
+        part = SourcePart(
+            networks=_without(old.networks, removed.networks) + added.networks,
+            records=_without(old.records, removed.records) + added.records,
+            clients=_without(old.clients, removed.clients) + added.clients,
+        )
+        return self.update(source, part)
 
     def remove(self, source: str) -> None:
         if self._parts.pop(source, None) is not None:

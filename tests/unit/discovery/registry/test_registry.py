@@ -36,3 +36,25 @@ def test_remove() -> None:
     assert registry.snapshot.generation == before.generation + 1
     # The old snapshot is untouched: readers holding it never see half an update.
     assert set(before.global_names) == {"web1", "db"}
+
+
+def test_change_applies_a_delta_as_a_multiset() -> None:
+    from discovery.registry.model import Network
+
+    registry = Registry()
+    seen: list[int] = []
+    registry.subscribe(lambda snap: seen.append(snap.generation))
+    web = Record(names=("web",), ipv4=("10.0.0.2",), network="net")
+    twin = Record(names=("twin",), ipv4=("10.0.0.9",))
+    registry.change("docker", added=SourcePart(networks=(Network("net"),), records=(web, twin,
+                                                                                    twin)))
+    assert registry.snapshot.by_network["net"]["web"].ipv4 == ("10.0.0.2",)
+    # One of the two identical records goes; the name stays, held by the other.
+    registry.change("docker", removed=SourcePart(records=(twin,)))
+    assert registry.snapshot.global_names["twin"].records == (twin,)
+    moved = Record(names=("web",), ipv4=("10.0.0.3",), network="net")
+    registry.change("docker", added=SourcePart(records=(moved,)),
+                    removed=SourcePart(records=(web,)))
+    assert registry.snapshot.by_network["net"]["web"].ipv4 == ("10.0.0.3",)
+    assert not registry.change("docker")  # an empty delta publishes nothing
+    assert seen == [1, 2, 3]
