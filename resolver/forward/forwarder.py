@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable
 
 from resolver.answer.chain import ForwardedReply, Next, Request, Stage, Trace, chain
 from resolver.answer.views import View
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
-from resolver.dns.upstream_message import cache_key, render, upstream_query
+from resolver.dns.upstream_message import UpstreamReply, cache_key, render, upstream_query
 from resolver.forward.cache import Cache
 from resolver.forward.cache_stage import CacheStage, from_entry
 from resolver.forward.counters import ForwarderStats
@@ -31,6 +30,7 @@ from resolver.forward.private_reverse import PrivateReverseStage
 from resolver.forward.resolution import Outcome, Resolution
 from resolver.forward.settings import ForwardSettings
 from resolver.forward.special_names import SpecialNamesStage
+from resolver.forward.timers import Deadlines
 from resolver.forward.transport import UpstreamUDP
 from resolver.forward.upstreams import UpstreamSource
 from resolver.ops.logs import RateLimitedLog
@@ -60,7 +60,11 @@ Group = tuple[HostPort, ...]  # a destination group: the upstreams one name rout
 
 
 class ForwardStage:
-    """The last stage: ask the upstreams, once per distinct question in flight."""
+    """The last stage: ask the upstreams, once per distinct question in flight.
+
+    A question in flight is a ``Resolution`` (no task of its own) and a future per client
+    waiting on it; the first client's query starts it, identical ones join it, and when it ends
+    ``_landed`` caches what it got and hands every waiting client the same ``Outcome``."""
 
     name = "forward"
 
@@ -74,14 +78,13 @@ class ForwardStage:
         self.clock = clock
         self.max_inflight = settings.max_inflight
         # At most max_inflight questions (checked before a resolution starts).
-        self.inflight: dict[Flight, asyncio.Task[Outcome]] = {}
+        self.inflight: dict[Flight, Resolution] = {}
+        # Every attempt's and every question's deadline, behind one timer.
+        self.deadlines = Deadlines(clock)
         # Set while dockdns is registered with systemd-resolved: marks every upstream question.
         self.guard: LoopGuard | None = None
         # The same questions by destination group, oldest first, with when each started.
         self.groups: dict[Group, dict[Flight, float]] = {}
-        # Resolutions ended to make room for another group's question (held while their
-        # waiters hold them: those answer SERVFAIL rather than pass the cancellation on).
-        self.jostled: weakref.WeakSet[asyncio.Task[Outcome]] = weakref.WeakSet()
 
     def group_cap(self) -> int:
         return max(1, int(self.max_inflight * GROUP_SHARE))
@@ -101,12 +104,10 @@ class ForwardStage:
         fullest = max(self.groups.values(), key=len, default={})
         oldest = next(iter(fullest.items()), None)
         if oldest is not None and self.clock() - oldest[1] >= JOSTLE_AFTER:
-            task = self.inflight.get(oldest[0])
-            if task is not None:
+            resolution = self.inflight.get(oldest[0])
+            if resolution is not None:
                 self.stats.jostled += 1
-                self.jostled.add(task)
-                task.cancel()
-                self._forget(oldest[0], task)
+                resolution.cancel(jostled=True)  # lands at once: its clients get SERVFAIL
                 request.note(self.name, "--max-inflight questions are waiting: the oldest was "
                                         "jostled out to make room")
                 return True
@@ -115,13 +116,14 @@ class ForwardStage:
         request.note(self.name, "--max-inflight questions are waiting already: SERVFAIL")
         return False
 
-    def _forget(self, flight: Flight, task: asyncio.Task[Outcome]) -> None:
-        if self.inflight.get(flight) is not task:
+    def _forget(self, resolution: Resolution) -> None:
+        flight = resolution.flight
+        if self.inflight.get(flight) is not resolution:
             return
         del self.inflight[flight]
-        for group, flights in list(self.groups.items()):
-            if flights.pop(flight, None) is not None and not flights:
-                del self.groups[group]
+        flights = self.groups.get(resolution.group)
+        if flights is not None and flights.pop(flight, None) is not None and not flights:
+            del self.groups[resolution.group]
 
     @staticmethod
     def _failure(request: Request, rcode: int) -> ForwardedReply:
@@ -136,8 +138,9 @@ class ForwardStage:
             request.note(self.name, "no upstream server is configured for this name: SERVFAIL")
             return self._failure(request, wire.SERVFAIL)
         flight = (request.key, request.tcp)
-        task = self.inflight.get(flight)
-        if task is None:
+        resolution = self.inflight.get(flight)
+        waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if resolution is None:
             order = self.pool.health.order(servers)
             if not order:
                 # Every upstream of this name is down: no waiting for them, the probes find out
@@ -147,26 +150,23 @@ class ForwardStage:
                 request.note(self.name, "every upstream of this name is down (" + ", ".join(
                     map(str, servers)) + "): failed at once")
                 return self._failure(request, wire.SERVFAIL)
-            group = tuple(servers)
-            if not self._room(group, request):
+            if not self._room(servers, request):
                 self.stats.overflow += 1
                 return self._failure(request, wire.SERVFAIL)
-            request.note(self.name, "asked " + ", ".join(map(str, order)) + (
-                " over TCP" if request.tcp else ""))
-            task = asyncio.get_running_loop().create_task(
-                self._resolve(request.key, query, order, request.tcp), name="resolve")
-            self.inflight[flight] = task
-            self.groups.setdefault(group, {})[flight] = self.clock()
-            task.add_done_callback(lambda done: self._landed(flight, done))
+            if request.trace is not None:
+                request.note(self.name, "asked " + ", ".join(map(str, order)) + (
+                    " over TCP" if request.tcp else ""))
+            resolution = self._start(flight, servers, query)
+            resolution.waiters.append(waiter)
+            resolution.start(order, request.tcp)
         else:
             self.stats.coalesced += 1
             request.note(self.name, "joined the same question already in flight")
-        try:
-            outcome = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if task not in self.jostled or (current is not None and current.cancelling()):
-                raise
+            resolution.waiters.append(waiter)
+        # Cancelled only with this client's own task (shutdown): the question goes on for the
+        # others waiting on it, and ``_landed`` skips this future.
+        outcome = await waiter
+        if outcome.jostled:
             request.note(self.name, "jostled out by a question for other upstreams: SERVFAIL")
             return self._failure(request, wire.SERVFAIL)
         if outcome.reply is None:
@@ -186,34 +186,52 @@ class ForwardStage:
     async def _again(self, request: Request) -> ForwardedReply:
         return await self.serve(request, _no_answer)
 
-    def _landed(self, flight: Flight, task: asyncio.Task[Outcome]) -> None:
-        self._forget(flight, task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("resolution failed", exc_info=task.exception())
-
-    async def _resolve(self, key: bytes, query: wire.Query, servers: list[HostPort],
-                       tcp: bool) -> Outcome:
+    def _start(self, flight: Flight, group: Group, query: wire.Query) -> Resolution:
+        """A resolution for ``query``, registered in flight (its caller starts it)."""
         self.stats.resolutions += 1
         start = self.clock()
         message, marked = upstream_query(query, 0), b""
         if self.guard is not None:  # resolver/resolved/guard.py: our own query, if it comes back
             message, marked = self.guard.mark(message, query.question)
         resolution = Resolution(self.pool, self.stats, self.clock, message, query.question,
-                                start + ANSWER_BUDGET)
-        try:
-            reply = await resolution.run(servers, tcp)
-        finally:
-            if self.guard is not None and marked:
-                self.guard.release(marked)
+                                start, ANSWER_BUDGET, self.deadlines, self._landed)
+        resolution.flight = flight
+        resolution.group = group
+        resolution.marked = marked
+        self.inflight[flight] = resolution
+        self.groups.setdefault(group, {})[flight] = start
+        return resolution
+
+    def _landed(self, resolution: Resolution, reply: UpstreamReply | None) -> None:
+        """A resolution ended: cache what it got, and give every waiting client the outcome."""
+        self._forget(resolution)
+        if self.guard is not None and resolution.marked:
+            self.guard.release(resolution.marked)
+        waiters = resolution.waiters
+        resolution.waiters = []
+        if resolution.cancelled:  # shutdown: the clients' tasks answer SERVFAIL themselves
+            for waiter in waiters:
+                waiter.cancel()
+            return
+        if resolution.jostled:
+            outcome = Outcome(None, wire.SERVFAIL, jostled=True)
+        else:
+            outcome = self._outcome(resolution, reply)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(outcome)
+
+    def _outcome(self, resolution: Resolution, reply: UpstreamReply | None) -> Outcome:
         now = self.clock()
         cache = self.cache_stage.cache
+        key = resolution.flight[0]
         if reply is None:
             self.stats.failures += 1
             stale = cache.get(key, now)
             if stale is not None and not stale.fresh(now):
                 cache.failed(stale, now)
-            log.debug("no usable answer for %s from %s", query.presentation,
-                      ", ".join(str(s) for s in servers))
+            log.debug("no usable answer for %s from %s", key,
+                      ", ".join(str(s) for s in resolution.servers))
             return Outcome(None, resolution.failure_rcode)
         return Outcome(reply, reply.rcode, cache.put(key, reply, now))
 
@@ -350,11 +368,9 @@ class UpstreamForwarder:
             self.pool.probe_down()
 
     async def close(self) -> None:
-        tasks = list(self.forward_stage.inflight.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        for resolution in list(self.forward_stage.inflight.values()):
+            resolution.cancel()
+        self.forward_stage.deadlines.close()
         await self.loops.close()
         await self.pool.close()
 

@@ -36,6 +36,10 @@ EXPLORE = 0.02
 # doubles while it stays silent, up to PROBE_MAX (a recovered upstream is noticed within that).
 PROBE_FIRST = 1.0
 PROBE_MAX = 8.0
+# Orders are computed once and kept until health changes: an upstream going down or coming
+# back, a loop mark, its first RTT, or its smoothed RTT moving this far from the value the order
+# was made with (an eighth of the band: no order can change by less).
+RTT_RESORT = RTT_BAND / 8
 
 
 @dataclass(slots=True)
@@ -46,6 +50,7 @@ class _State:
     loop: bool = False  # it forwards back to dockdns (resolver/forward/loop.py): never asked
     probe_at: float = 0.0  # while down: when the next probe is due
     probe_interval: float = PROBE_FIRST
+    ordered_srtt: float | None = None  # its srtt when the kept orders were last made
 
 
 class UpstreamHealth:
@@ -54,6 +59,13 @@ class UpstreamHealth:
         self._failures_to_down = failures_to_down
         self._chance = chance
         self._states: dict[HostPort, _State] = {}
+        # The order of each group of servers asked for, and the variant that explores the
+        # fastest of the slower ones first (None when there is no slower one), until health
+        # changes (``_changed``).
+        self._orders: dict[tuple[HostPort, ...], tuple[list[HostPort], list[HostPort] | None]] = {}
+
+    def _changed(self) -> None:
+        self._orders.clear()
 
     def is_down(self, server: HostPort) -> bool:
         state = self._states.get(server)
@@ -68,11 +80,13 @@ class UpstreamHealth:
         state = self._states.setdefault(server, _State())
         newly = not state.loop
         state.loop = True
+        self._changed()
         return newly
 
     def clear_loops(self) -> None:
         for state in self._states.values():
             state.loop = False
+        self._changed()
 
     def srtt(self, server: HostPort) -> float | None:
         state = self._states.get(server)
@@ -82,19 +96,32 @@ class UpstreamHealth:
         """The order to ask ``servers`` in: the live ones, those within ``RTT_BAND`` of the
         fastest in configured order, slower ones after them (now and then one of those first).
         Those that are down are left out; when every one is, the list is empty and the question
-        fails at once (stale or SERVFAIL) while the probes find out when one is back."""
+        fails at once (stale or SERVFAIL) while the probes find out when one is back.
+        The list is shared until health changes: callers must not change it."""
+        key = servers if isinstance(servers, tuple) else tuple(servers)
+        kept = self._orders.get(key)
+        if kept is None:
+            kept = self._orders[key] = self._compute(key)
+        if kept[1] is not None and self._chance() < EXPLORE:
+            return kept[1]
+        return kept[0]
+
+    def _compute(self, servers: tuple[HostPort, ...]) -> tuple[list[HostPort],
+                                                                list[HostPort] | None]:
         live = [server for server in servers
                 if not self.is_down(server) and not self.is_loop(server)]
+        for server in live:
+            state = self._states.get(server)
+            if state is not None:
+                state.ordered_srtt = state.srtt
         known = [rtt for rtt in map(self.srtt, live) if rtt is not None]
         if len(live) < 2 or not known:
-            return live
+            return live, None
         limit = min(known) + RTT_BAND
         near = [s for s in live if (self.srtt(s) or 0.0) <= limit]  # unmeasured ones too
         far = sorted((s for s in live if (self.srtt(s) or 0.0) > limit),
                      key=lambda s: self.srtt(s) or 0.0)
-        if far and self._chance() < EXPLORE:
-            return [far[0], *near, *far[1:]]
-        return near + far
+        return near + far, ([far[0], *near, *far[1:]] if far else None)
 
     def down(self) -> list[HostPort]:
         return [server for server, state in self._states.items() if state.down]
@@ -113,12 +140,17 @@ class UpstreamHealth:
         state = self._states.setdefault(server, _State())
         if state.down:
             log.info("upstream %s answers again", server)
-        state.down = False
+            state.down = False
+            self._changed()
         state.failures = 0
         state.probe_interval = PROBE_FIRST
         if rtt is not None:
-            state.srtt = rtt if state.srtt is None else (
+            srtt = state.srtt = rtt if state.srtt is None else (
                 state.srtt + RTT_WEIGHT * (rtt - state.srtt))
+            ordered = state.ordered_srtt
+            if ordered is None or abs(srtt - ordered) > RTT_RESORT:
+                state.ordered_srtt = srtt
+                self._changed()
 
     def failed(self, server: HostPort, now: float, why: str = "timed out") -> None:
         """An attempt to ``server`` got no answer (``why``: timed out, unreachable, ...)."""
@@ -128,6 +160,7 @@ class UpstreamHealth:
             state.down = True
             state.probe_interval = PROBE_FIRST
             state.probe_at = now + PROBE_FIRST
+            self._changed()
             log.warning("upstream %s does not answer (%d attempts in a row %s); skipping "
                         "it until it answers a probe", server, state.failures, why)
 
@@ -143,3 +176,4 @@ class UpstreamHealth:
         """Drop the state of upstreams no longer configured (resolv.conf changed)."""
         for server in [s for s in self._states if s not in servers]:
             del self._states[server]
+        self._changed()

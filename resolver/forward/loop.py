@@ -99,11 +99,7 @@ class LoopDetector:
             if server.tls_name:
                 await self.pool.tls.exchange(server, message, question, PROBE_WINDOW)
                 return
-            exchange = await self.pool.udp.send(server, message, question)
-            try:
-                await asyncio.wait_for(exchange.future, PROBE_WINDOW)
-            finally:
-                exchange.cancel()
+            await self.pool.udp.ask(server, message, question, PROBE_WINDOW)
         except (OSError, TimeoutError):
             return  # silence or an error is the health's business, not a loop
 

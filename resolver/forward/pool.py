@@ -83,17 +83,10 @@ class UpstreamPool:
             self.health.succeeded(server, self.clock() - sent)
             return
         try:
-            exchange = await self.udp.send(server, message, message[wire.HEADER.size:])
-        except OSError:
-            self.health.probe_failed(server, self.clock())
-            return
-        try:
-            await asyncio.wait_for(exchange.future, self.timeout)
+            await self.udp.ask(server, message, message[wire.HEADER.size:], self.timeout)
         except (TimeoutError, OSError):
             self.health.probe_failed(server, self.clock())
             return
-        finally:
-            exchange.cancel()
         self.health.succeeded(server, self.clock() - sent)
 
     def probes(self) -> Iterable[asyncio.Task[None]]:

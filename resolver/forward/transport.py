@@ -3,11 +3,17 @@
 Every UDP query gets a random ID and goes out from a randomly chosen socket of the pool, each
 bound to its own kernel-chosen port. A socket is retired after ``ROTATE_AFTER`` queries and a fresh
 one (on a fresh port) takes its place, so the ports an off-path spoofer would have to learn keep
-changing; the retired one stays open until the replies it waits for are in. A datagram is
-accepted as the reply only if its ID is one we are waiting for on that socket, it comes from the
-address and port that query went to, and it carries the same question; anything else (forged,
-late or garbage) is counted and dropped. An ICMP error about a query (port unreachable) fails that
-query's exchange at once with ``UpstreamUnreachable``.
+changing; the replacement is bound in the background, off the query path, and the retired socket
+stays open until the replies it waits for are in. A datagram is accepted as the reply only if its
+ID is one we are waiting for on that socket, it comes from the address and port that query went
+to, and it carries the same question; anything else (forged, late or garbage) is counted and
+dropped. An ICMP error about a query (port unreachable) fails that query's exchange at once with
+``UpstreamUnreachable``.
+
+Nothing here makes a task or a future per query: ``send`` is a plain call that puts a
+``UDPExchange`` in the socket's pending table, and the datagram protocol's callback hands the
+matched reply (or the ICMP error) straight to the exchange's ``Receiver``, the resolution that
+sent it. ``ask`` wraps one exchange in a future, for the few callers (probes) that want to await.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import secrets
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from resolver.dns.addresses import HostPort
 from resolver.dns.framing import frame, read_framed
@@ -32,38 +38,56 @@ log = logging.getLogger("dockdns.upstream")
 # Sockets per address family: each is a source port a spoofer has to hit, on top of the 16-bit
 # ID, and a handful spreads the receive work.
 SOCKETS_PER_FAMILY = 8
-# Queries sent from one socket before it is replaced by one on a new port. A bind per 256
-# upstream queries costs nothing measurable; a port that lives this briefly is hard to aim at.
+# Queries sent from one socket before it is replaced by one on a new port. A port that lives
+# this briefly is hard to aim at; the bind happens in the background, never on a query's path.
 ROTATE_AFTER = 256
 # IDs tried before giving up on a socket whose pending table is that full (65536 IDs per socket,
 # far above any --max-inflight share).
 ID_TRIES = 64
+# Query IDs are read from this many bytes of the kernel's CSPRNG (os.urandom) at a time, two
+# bytes an ID: one getrandom(2) per 2,048 queries instead of one per query, and just as
+# unpredictable (each ID is used once, in order, and the buffer is never reused).
+ID_BUFFER = 4096
 
 
-@dataclass(slots=True)
-class _Waiter:
-    host: str
-    port: int
-    question: bytes
-    future: asyncio.Future[bytes]
+class Receiver(Protocol):
+    """Who sent an exchange, and gets what becomes of it (once, unless it cancels first)."""
+
+    def replied(self, exchange: UDPExchange, data: bytes) -> None: ...
+
+    def unreachable(self, exchange: UDPExchange, error: OSError) -> None: ...
 
 
-@dataclass(slots=True)
 class UDPExchange:
-    """One query sent; ``future`` gets the matching reply. ``cancel`` stops waiting for it."""
+    """One query sent and not yet answered: what a reply must match, and who gets it."""
 
-    future: asyncio.Future[bytes]
-    _socket: _Socket
-    _qid: int
+    __slots__ = ("host", "port", "question", "receiver", "server", "sent_at", "_socket", "_qid",
+                 "message")
+
+    def __init__(self, server: HostPort, question: bytes, receiver: Receiver,
+                 sent_at: float) -> None:
+        self.server = server
+        self.host = server.host
+        self.port = server.port
+        self.question = question
+        self.receiver = receiver
+        self.sent_at = sent_at
+        self._socket: _Socket | None = None
+        self._qid = -1
+        self.message = b""  # only while it waits for its family's sockets to open
+
+    @property
+    def pending(self) -> bool:
+        """Still waiting for its reply (not answered, failed or cancelled)."""
+        sock = self._socket
+        return sock is not None and sock.pending.get(self._qid) is self
 
     def cancel(self) -> None:
-        waiter = self._socket.pending.get(self._qid)
-        if waiter is not None and waiter.future is self.future:
-            self._socket.forget(self._qid)
-        if not self.future.done():
-            self.future.cancel()
-        elif not self.future.cancelled():
-            self.future.exception()  # seen: an error nobody waits for any more is no news
+        """Stop waiting for the reply; it will be dropped as ``unknown_id`` if it comes."""
+        sock = self._socket
+        if sock is not None and sock.pending.get(self._qid) is self:
+            sock.forget(self._qid)
+        self._socket = None
 
 
 @dataclass(slots=True)
@@ -100,9 +124,8 @@ class UpstreamUnreachable(OSError):
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, owner: _Socket) -> None:
         self.owner = owner
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.owner.dispatch(data, addr)
+        # The reply matching is done here, in the callback, with the owner's table at hand.
+        self.datagram_received = owner.dispatch  # type: ignore[method-assign]
 
     def error_received(self, exc: Exception) -> None:
         # The loop's recvfrom saw the pending error; the error queue says which datagram it was.
@@ -124,32 +147,33 @@ class _Socket:
     # Queries sent from this socket and not yet answered or given up: one per attempt of a
     # resolution in flight, so --max-inflight times the upstreams one question may try, and
     # never more than the 65,536 IDs (``send`` gives up on a socket that full).
-    pending: dict[int, _Waiter] = field(default_factory=dict)
+    pending: dict[int, UDPExchange] = field(default_factory=dict)
     sent: int = 0
     retired: bool = False  # replaced: closes once the replies it waits for are in
+    replacing: bool = False  # a replacement is being bound in the background
 
     def dispatch(self, data: bytes, addr: Any) -> None:
         if len(data) < 12:
             self.stats.reject("malformed")
             return
-        waiter = self.pending.get(int.from_bytes(data[:2], "big"))
-        if waiter is None:
+        qid = (data[0] << 8) | data[1]
+        exchange = self.pending.get(qid)
+        if exchange is None:
             self.stats.reject("unknown_id")
             return
-        if addr[0] != waiter.host or addr[1] != waiter.port:
+        if addr[0] != exchange.host or addr[1] != exchange.port:
             self.stats.reject("wrong_source")
             return
         question = reply_question(data)
         if question is None:
             self.stats.reject("malformed")
             return
-        if not same_question(question, waiter.question):
+        if not same_question(question, exchange.question):
             self.stats.reject("wrong_question")
             return
-        qid = int.from_bytes(data[:2], "big")
         self.forget(qid)
-        if not waiter.future.done():
-            waiter.future.set_result(data)
+        exchange._socket = None
+        exchange.receiver.replied(exchange, data)
 
     def read_errors(self) -> None:
         """Fail the attempts the queued ICMP errors are about; drain the queue (while it holds
@@ -164,14 +188,15 @@ class _Socket:
                 return
             code = next((_EE_ERRNO.unpack_from(item[2])[0] for item in ancillary
                          if len(item[2]) >= _EE_ERRNO.size), errno.EHOSTUNREACH)
-            waiter = self.pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 2 else None
-            if waiter is None or addr is None or (addr[0], addr[1]) != (waiter.host,
-                                                                       waiter.port):
+            qid = int.from_bytes(data[:2], "big") if len(data) >= 2 else -1
+            exchange = self.pending.get(qid)
+            if exchange is None or addr is None or (addr[0], addr[1]) != (exchange.host,
+                                                                         exchange.port):
                 continue
             self.stats.unreachable += 1
-            self.forget(int.from_bytes(data[:2], "big"))
-            if not waiter.future.done():
-                waiter.future.set_exception(UpstreamUnreachable(code, os.strerror(code)))
+            self.forget(qid)
+            exchange._socket = None
+            exchange.receiver.unreachable(exchange, UpstreamUnreachable(code, os.strerror(code)))
 
     def forget(self, qid: int) -> None:
         del self.pending[qid]
@@ -184,9 +209,6 @@ class _Socket:
         if self.errors is not None:
             self.errors.close()
             self.errors = None
-        for waiter in self.pending.values():
-            if not waiter.future.done():
-                waiter.future.cancel()
         self.pending.clear()
 
 
@@ -217,6 +239,24 @@ async def _bind(family: int, stats: TransportStats) -> _Socket:
     return owner
 
 
+class QueryIDs:
+    """Query IDs from a buffer of the kernel's CSPRNG, refilled when used up."""
+
+    __slots__ = ("_ids", "_next")
+
+    def __init__(self) -> None:
+        self._ids = memoryview(os.urandom(ID_BUFFER)).cast("H")
+        self._next = 0
+
+    def __call__(self) -> int:
+        index = self._next
+        if index >= len(self._ids):
+            self._ids = memoryview(os.urandom(ID_BUFFER)).cast("H")
+            index = 0
+        self._next = index + 1
+        return int(self._ids[index])
+
+
 class UpstreamUDP:
     def __init__(self, sockets_per_family: int = SOCKETS_PER_FAMILY,
                  rotate_after: int = ROTATE_AFTER) -> None:
@@ -224,46 +264,60 @@ class UpstreamUDP:
         self._rotate_after = rotate_after
         self._pools: dict[int, list[_Socket]] = {}
         self._retired: set[_Socket] = set()
-        self._lock = asyncio.Lock()
+        # Exchanges waiting for their family's sockets to be bound (the first queries only).
+        self._waiting: dict[int, list[tuple[UDPExchange, bytes]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # binds in the background
         self.stats = TransportStats()
+        self.next_id = QueryIDs()
         self._closed = False
 
     async def _open(self, family: int) -> _Socket:
         return await _bind(family, self.stats)
 
-    async def _pool(self, family: int) -> list[_Socket]:
-        pool = self._pools.get(family)
-        if pool is not None:
-            return pool
-        async with self._lock:
-            if self._closed:
-                raise OSError("the upstream sockets are closed")
-            pool = self._pools.get(family)
-            if pool is None:
-                pool = []
-                try:
-                    for _ in range(self._per_family):
-                        pool.append(await self._open(family))
-                except BaseException:
-                    await _close_sockets(pool)
-                    raise
-                self._pools[family] = pool
-            return pool
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name="upstream-socket")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _replace(self, family: int, pool: list[_Socket], old: _Socket) -> _Socket:
+    async def _open_pool(self, family: int) -> None:
+        """Bind the family's sockets, then send what waited for them."""
+        pool: list[_Socket] = []
+        try:
+            for _ in range(self._per_family):
+                pool.append(await self._open(family))
+        except OSError as err:
+            await _close_sockets(pool)
+            waiting = self._waiting.pop(family, [])
+            for exchange, _ in waiting:
+                exchange.receiver.unreachable(exchange, OSError(
+                    err.errno, f"cannot open an upstream socket: {err.strerror or err}"))
+            return
+        except BaseException:
+            await _close_sockets(pool)
+            raise
+        if self._closed:
+            await _close_sockets(pool)
+            return
+        self._pools[family] = pool
+        for exchange, message in self._waiting.pop(family, []):
+            try:
+                self._send_from(random.choice(pool), exchange, message)
+            except OSError as err:
+                exchange.receiver.unreachable(exchange, err)
+
+    async def _rotate(self, family: int, old: _Socket) -> None:
         """Put a socket on a fresh port in ``old``'s place; ``old`` closes once drained."""
         try:
             fresh = await self._open(family)
         except OSError as err:
             log.warning("cannot open a new upstream socket, keeping the old one: %s", err)
             old.sent = 0
-            return old
-        if self._closed or old not in pool:
-            # Closed meanwhile, or another query replaced it first.
+            old.replacing = False
+            return
+        pool = self._pools.get(family)
+        if self._closed or pool is None or old not in pool:
             fresh.close()
-            if self._closed:
-                raise OSError("the upstream sockets are closed")
-            return random.choice(pool)
+            return
         pool[pool.index(old)] = fresh
         self.stats.rotations += 1
         old.retired = True
@@ -272,45 +326,116 @@ class UpstreamUDP:
             old.closed.add_done_callback(lambda _: self._retired.discard(old))
         else:
             old.close()
-        return fresh
 
-    async def send(self, server: HostPort, message: bytes, question: bytes) -> UDPExchange:
-        """Send ``message`` (its ID is replaced by a fresh random one) to ``server``."""
+    def send(self, server: HostPort, message: bytes, question: bytes, receiver: Receiver,
+             now: float) -> UDPExchange:
+        """Send ``message`` (its ID is replaced by a fresh random one) to ``server``; the reply
+        or the ICMP error about it goes to ``receiver``. Raises OSError if it cannot be sent."""
+        if self._closed:
+            raise OSError("the upstream sockets are closed")
+        exchange = UDPExchange(server, question, receiver, now)
         family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-        pool = await self._pool(family)
-        sock = random.choice(pool)
-        if sock.sent >= self._rotate_after:
-            sock = await self._replace(family, pool, sock)
+        pool = self._pools.get(family)
+        if pool is None:
+            # The family's first query: its sockets are bound in the background meanwhile.
+            waiting = self._waiting.get(family)
+            if waiting is None:
+                waiting = self._waiting[family] = []
+                self._background(self._open_pool(family))
+            waiting.append((exchange, message))
+            return exchange
+        self._send_from(random.choice(pool), exchange, message)
+        return exchange
+
+    def _send_from(self, sock: _Socket, exchange: UDPExchange, message: bytes) -> None:
+        pending = sock.pending
+        next_id = self.next_id
         for _ in range(ID_TRIES):
-            qid = secrets.randbelow(65536)
-            if qid not in sock.pending:
+            qid = next_id()
+            if qid not in pending:
                 break
         else:
             raise OSError("no free query ID on the upstream socket")
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        sock.pending[qid] = _Waiter(server.host, server.port, question, future)
-        exchange = UDPExchange(future, sock, qid)
+        transport = sock.transport
+        if transport is None or transport.is_closing():
+            raise OSError("the socket is closed")
+        pending[qid] = exchange
+        exchange._socket = sock
+        exchange._qid = qid
         try:
-            if sock.transport is None or sock.transport.is_closing():
-                raise OSError("the socket is closed")
             # Errors of the send itself reach the protocol's error_received, as ICMP ones do.
-            sock.transport.sendto(qid.to_bytes(2, "big") + message[2:],
-                                  (server.host, server.port))
+            transport.sendto(qid.to_bytes(2, "big") + message[2:], (exchange.host, exchange.port))
         except OSError as err:
             exchange.cancel()
-            raise OSError(f"cannot send to {server}: {err}") from None
+            raise OSError(f"cannot send to {exchange.server}: {err}") from None
         self.stats.udp_sent += 1
         sock.sent += 1
-        return exchange
+        if sock.sent >= self._rotate_after and not sock.replacing:
+            sock.replacing = True
+            family = socket.AF_INET6 if ":" in exchange.host else socket.AF_INET
+            self._background(self._rotate(family, sock))
+
+    async def settle(self) -> None:
+        """Wait until the sockets being bound in the background are (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    def pending(self) -> int:
+        """Exchanges waiting for a reply, over every socket (retired ones too)."""
+        sockets = [sock for pool in self._pools.values() for sock in pool]
+        return sum(len(sock.pending) for sock in [*sockets, *self._retired]) + sum(
+            len(waiting) for waiting in self._waiting.values())
+
+    def ports(self) -> list[int]:
+        """The local ports of the sockets in use now (not the retired ones)."""
+        return [sock.transport.get_extra_info("sockname")[1] for pool in self._pools.values()
+                for sock in pool if sock.transport is not None]
+
+    async def ask(self, server: HostPort, message: bytes, question: bytes,
+                  timeout: float) -> bytes:
+        """One exchange awaited: the reply, or TimeoutError, or OSError (unreachable)."""
+        loop = asyncio.get_running_loop()
+        waiter = _FutureReceiver(loop.create_future())
+        exchange = self.send(server, message, question, waiter, loop.time())
+        try:
+            return await asyncio.wait_for(waiter.future, timeout)
+        finally:
+            exchange.cancel()
+            # Waiting for the pool to open: taken out of the queue too.
+            for waiting in self._waiting.values():
+                waiting[:] = [item for item in waiting if item[0] is not exchange]
 
     async def close(self) -> None:
-        async with self._lock:
-            self._closed = True
-            sockets = [sock for pool in self._pools.values() for sock in pool]
-            sockets += self._retired
-            self._pools.clear()
-            self._retired.clear()
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for waiting in self._waiting.values():
+            for exchange, _ in waiting:
+                exchange.receiver.unreachable(exchange, OSError("the upstream sockets are closed"))
+        self._waiting.clear()
+        sockets = [sock for pool in self._pools.values() for sock in pool]
+        sockets += self._retired
+        self._pools.clear()
+        self._retired.clear()
         await _close_sockets(sockets)
+
+
+class _FutureReceiver:
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[bytes]) -> None:
+        self.future = future
+
+    def replied(self, exchange: UDPExchange, data: bytes) -> None:
+        if not self.future.done():
+            self.future.set_result(data)
+
+    def unreachable(self, exchange: UDPExchange, error: OSError) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
 
 
 async def _close_sockets(sockets: list[_Socket]) -> None:

@@ -15,6 +15,7 @@ from resolver.dns.upstream_message import UpstreamReply, render, upstream_query
 from resolver.forward.counters import ForwarderStats
 from resolver.forward.pool import UpstreamPool
 from resolver.forward.resolution import Resolution, outcome_of
+from resolver.forward.timers import Deadlines
 from tests.support.replies import client_query
 from tests.support.upstream import Behaviour, FaultServer
 
@@ -31,13 +32,18 @@ def resolve(servers: list[HostPort], tcp: bool = False, timeout: float = 0.5
 
     async def main() -> tuple[UpstreamReply | None, Resolution, UpstreamPool]:
         pool = UpstreamPool(timeout)
+        deadlines = Deadlines(time.monotonic)
+        ended: asyncio.Future[UpstreamReply | None] = asyncio.get_running_loop().create_future()
         try:
             resolution = Resolution(pool, ForwarderStats(), time.monotonic,
                                     upstream_query(query, 0), query.question,
-                                    time.monotonic() + 10)
-            reply = await resolution.run(servers, tcp)
+                                    time.monotonic(), 10.0, deadlines,
+                                    lambda _, reply: ended.set_result(reply))
+            resolution.start(servers, tcp)
+            reply = await ended
             return reply, resolution, pool
         finally:
+            deadlines.close()
             await pool.close()
 
     return asyncio.run(main())
