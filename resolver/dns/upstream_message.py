@@ -252,12 +252,20 @@ def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
     opt_at: int | None = None
     negative_ttl: int | None = None
     answers: list[tuple[tuple[bytes, ...], int, tuple[bytes, ...] | None]] = []
+    qname: tuple[bytes, ...] | None = None  # the question's name, lowered, once read
     total = ancount + nscount + arcount
     for index in range(total):
         record_start = offset
         offset = _check_pointers(reply, offset, len(reply))
         if index < ancount:
-            owner = _lowered_name(reply, record_start)
+            if reply[record_start] == 0xC0 and reply[record_start + 1] == wire.HEADER.size \
+                    and offset == record_start + 2:
+                # A pointer to the question's name, as nearly every answer's owner is: read once.
+                if qname is None:
+                    qname = _lowered_name(reply, wire.HEADER.size)
+                owner = qname
+            else:
+                owner = _lowered_name(reply, record_start)
         if offset + wire.RR_FIXED.size > len(reply):
             raise BadReply("record runs past the end")
         rtype, _, ttl, rdlength = wire.RR_FIXED.unpack_from(reply, offset)
@@ -297,7 +305,9 @@ def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
         ends.append(offset - body_start)
     if offset != len(reply):
         raise BadReply("trailing bytes after the message")
-    drop = _out_of_chain(question, answers)
+    # Every answer owned by the question's name itself, no CNAME among them: all in the chain.
+    plain = all(owner is qname and rtype != wire.TYPE_CNAME for owner, rtype, _ in answers)
+    drop = set() if plain else _out_of_chain(question, answers)
     if drop:
         if scrubbed:
             raise BadReply("answer section still outside the question's chain")

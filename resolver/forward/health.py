@@ -64,6 +64,12 @@ class UpstreamHealth:
         # changes (``_changed``).
         self._orders: dict[tuple[HostPort, ...], tuple[list[HostPort], list[HostPort] | None]] = {}
 
+    def _state(self, server: HostPort) -> _State:
+        state = self._states.get(server)
+        if state is None:  # (not setdefault: that would make a _State per call)
+            state = self._states[server] = _State()
+        return state
+
     def _changed(self) -> None:
         self._orders.clear()
 
@@ -77,7 +83,7 @@ class UpstreamHealth:
 
     def mark_loop(self, server: HostPort) -> bool:
         """``server`` forwards back to dockdns; True if it was not known to yet."""
-        state = self._states.setdefault(server, _State())
+        state = self._state(server)
         newly = not state.loop
         state.loop = True
         self._changed()
@@ -137,7 +143,7 @@ class UpstreamHealth:
 
     def succeeded(self, server: HostPort, rtt: float | None = None) -> None:
         """``server`` answered (``rtt``: seconds after the query went out, when known)."""
-        state = self._states.setdefault(server, _State())
+        state = self._state(server)
         if state.down:
             log.info("upstream %s answers again", server)
             state.down = False
@@ -154,7 +160,7 @@ class UpstreamHealth:
 
     def failed(self, server: HostPort, now: float, why: str = "timed out") -> None:
         """An attempt to ``server`` got no answer (``why``: timed out, unreachable, ...)."""
-        state = self._states.setdefault(server, _State())
+        state = self._state(server)
         state.failures += 1
         if not state.down and state.failures >= self._failures_to_down:
             state.down = True

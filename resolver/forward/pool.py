@@ -28,13 +28,23 @@ class UpstreamPool:
         self.cafile = cafile
         self.tls = UpstreamTLS(cafile)  # tls:// upstreams
         # Per (upstream, outcome): as many as upstreams ever configured times the few outcomes.
-        self.requests: dict[tuple[str, str], int] = {}
+        self._requests: dict[tuple[HostPort, str], int] = {}
         # At most one probe per configured upstream that is down.
         self._probes: dict[HostPort, asyncio.Task[None]] = {}
 
     def count(self, server: HostPort, outcome: str) -> None:
-        key = (str(server), outcome)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        key = (server, outcome)
+        requests = self._requests
+        requests[key] = requests.get(key, 0) + 1
+
+    @property
+    def requests(self) -> dict[tuple[str, str], int]:
+        """The counts by (upstream as text, outcome), as the metrics label them."""
+        counted: dict[tuple[str, str], int] = {}
+        for (server, outcome), count in self._requests.items():
+            key = (str(server), outcome)
+            counted[key] = counted.get(key, 0) + count
+        return counted
 
     def forget_except(self, servers: set[HostPort]) -> None:
         """Upstreams no longer configured (resolv.conf changed) lose their health state."""

@@ -25,7 +25,9 @@ class PrivateReverseStage:
 
     async def serve(self, request: Request, next: Next) -> ForwardedReply:
         labels = request.query.labels
-        if not (self.enabled and is_private_reverse(labels)):
+        # (Only names under arpa are reverse names: the common case decided by one label.)
+        if not (self.enabled and labels and labels[-1].lower() == b"arpa"
+                and is_private_reverse(labels)):
             return await next(request)
         if self.upstreams.table.routed(labels):
             request.note(self.name, "a private reverse name, but a --forward-zone covers it: "
