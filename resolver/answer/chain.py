@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from resolver.answer.local import LocalAnswer
 from resolver.answer.memo import Renewal
@@ -34,9 +34,9 @@ class Trace:
         self.steps.append((step, decision))
 
 
-@dataclass(frozen=True, slots=True)
-class ForwardedReply:
-    """What the chain gives back for one client."""
+class ForwardedReply(NamedTuple):
+    """What the chain gives back for one client. (A named tuple: one is made per forwarded
+    query, and a frozen dataclass's ``__init__`` costs a ``object.__setattr__`` per field.)"""
 
     reply: bytes  # the whole reply, with the client's ID, fitted to the client's size
     rcode: int

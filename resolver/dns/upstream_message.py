@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import dnslib
 
@@ -120,9 +120,10 @@ def reply_question(reply: bytes) -> bytes | None:
     return reply[wire.HEADER.size : end + 4]
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamReply:
-    """One upstream reply, scanned: everything a client's copy of it needs."""
+class UpstreamReply(NamedTuple):
+    """One upstream reply, scanned: everything a client's copy of it needs. (A named tuple:
+    one is made per upstream reply, and a frozen dataclass's ``__init__`` costs an
+    ``object.__setattr__`` per field.)"""
 
     flags: int
     rcode: int  # the whole rcode, extended bits from the OPT record included
@@ -256,11 +257,13 @@ def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
     total = ancount + nscount + arcount
     for index in range(total):
         record_start = offset
-        offset = _check_pointers(reply, offset, len(reply))
+        # A pointer to the question's name, as nearly every answer's owner is: the question is
+        # checked already (reply_question), and its name is read once.
+        to_qname = (offset + 1 < len(reply) and reply[offset] == 0xC0
+                    and reply[offset + 1] == wire.HEADER.size)
+        offset = offset + 2 if to_qname else _check_pointers(reply, offset, len(reply))
         if index < ancount:
-            if reply[record_start] == 0xC0 and reply[record_start + 1] == wire.HEADER.size \
-                    and offset == record_start + 2:
-                # A pointer to the question's name, as nearly every answer's owner is: read once.
+            if to_qname:
                 if qname is None:
                     qname = _lowered_name(reply, wire.HEADER.size)
                 owner = qname

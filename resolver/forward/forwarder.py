@@ -86,20 +86,29 @@ class ForwardStage:
         # The same questions by destination group, oldest first, with when each started.
         self.groups: dict[Group, dict[Flight, float]] = {}
 
+    @property
+    def max_inflight(self) -> int:
+        return self._max_inflight
+
+    @max_inflight.setter
+    def max_inflight(self, value: int) -> None:
+        self._max_inflight = value
+        self._group_cap = max(1, int(value * GROUP_SHARE))
+
     def group_cap(self) -> int:
-        return max(1, int(self.max_inflight * GROUP_SHARE))
+        return self._group_cap
 
     def _room(self, group: Group, request: Request) -> bool:
         """Whether a new question for ``group`` may start: its group is under its share, and a
         slot is free or one was made by jostling the oldest question of the fullest group."""
-        if len(self.groups.get(group, ())) >= self.group_cap():
+        if len(self.groups.get(group, ())) >= self._group_cap:
             limited.warning("%d questions for upstreams %s are in flight (their share of "
                             "--max-inflight); new ones get SERVFAIL at once", self.group_cap(),
                             ", ".join(map(str, group)))
             request.note(self.name, "the share of --max-inflight of these upstreams is taken: "
                                     "SERVFAIL")
             return False
-        if len(self.inflight) < self.max_inflight:
+        if len(self.inflight) < self._max_inflight:
             return True
         fullest = max(self.groups.values(), key=len, default={})
         oldest = next(iter(fullest.items()), None)

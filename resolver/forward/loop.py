@@ -107,7 +107,8 @@ class LoopDetector:
         """Whether ``query`` is a loop probe (ours coming back, or a late or foreign one): it is
         answered SERVFAIL at once, never forwarded. Ours marks its upstream a loop."""
         labels = query.labels
-        if len(labels) != 3 or tuple(label.lower() for label in labels[1:]) != PROBE_ZONE:
+        if len(labels) != 3 or labels[2].lower() != PROBE_ZONE[1] \
+                or labels[1].lower() != PROBE_ZONE[0]:
             return False
         label = labels[0].lower()
         probe = self._probes.pop(label, None)

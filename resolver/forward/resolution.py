@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
@@ -36,8 +36,7 @@ limited = RateLimitedLog(log)
 BUDGET = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """How a resolution ended: a reply (and its cache entry, if cacheable), or an error rcode."""
 
     reply: UpstreamReply | None
