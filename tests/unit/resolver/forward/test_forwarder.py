@@ -18,6 +18,7 @@ from resolver.dns.addresses import HostPort
 from resolver.forward import forwarder as forwarder_module
 from resolver.forward.forwarder import UpstreamForwarder
 from resolver.forward.settings import ForwardSettings, parse_forward_zone
+from resolver.forward.transport import UpstreamUDP
 from tests.support.upstream import Behaviour, FaultServer
 
 VIEW = View(networks=(), forward=True)
@@ -149,3 +150,58 @@ def test_reconfigure_switches_upstreams() -> None:
 
         run(settings(server_of(old)), body)
         assert old.count("b.fwd.test") == 0
+
+
+def test_many_questions_at_a_silent_upstream_fail_over_on_the_shared_timer() -> None:
+    # Fifty distinct questions at once: each is asked of the silent upstream first (none is
+    # known to be down yet), each attempt runs out on the one shared timer, and each is then
+    # answered by the second upstream.
+    count = 50
+    with FaultServer() as silent, FaultServer() as good:
+        silent.behave(Behaviour(drop=True))
+        for n in range(count):
+            good.add(f"n{n}.failover.test", "A", 300, f"192.0.2.{n + 1}")
+
+        async def body(forwarder: UpstreamForwarder) -> None:
+            replies = await asyncio.wait_for(asyncio.gather(*(
+                ask(forwarder, f"n{n}.failover.test", qid=n) for n in range(count))), 30)
+            assert [answer(r) for r in replies] == [[f"192.0.2.{n + 1}"] for n in range(count)]
+            assert all(r.source == "forward" for r in replies)
+            requests = forwarder.requests
+            assert requests[(str(server_of(silent)), "timeout")] == count
+            assert requests[(str(server_of(good)), "ok")] == count
+            # Nothing is left waiting: no question in flight, no deadline that still matters.
+            assert forwarder.inflight == 0 and len(forwarder.forward_stage.deadlines) == 0
+            # The silent one's attempts were given up as each question ended.
+            assert forwarder.udp.pending() == 0
+
+        run(settings(server_of(silent), server_of(good), upstream_timeout=0.3), body)
+        assert all(silent.count(f"n{n}.failover.test") == 1 for n in range(count))
+        assert all(good.count(f"n{n}.failover.test") == 1 for n in range(count))
+
+
+def test_sockets_rotate_while_questions_are_answered() -> None:
+    waves, per_wave = 6, 20
+    with FaultServer() as upstream:
+        for n in range(waves * per_wave):
+            upstream.add(f"r{n}.rotate.test", "A", 300, "192.0.2.99")
+
+        async def body(forwarder: UpstreamForwarder) -> None:
+            # Few sockets, soon retired: many rotations in a short run.
+            forwarder.pool.udp = UpstreamUDP(sockets_per_family=2, rotate_after=7)
+            for wave in range(waves):
+                replies = await asyncio.wait_for(asyncio.gather(*(
+                    ask(forwarder, f"r{wave * per_wave + n}.rotate.test")
+                    for n in range(per_wave))), 30)
+                assert all(answer(r) == ["192.0.2.99"] for r in replies)
+            stats = forwarder.udp.stats
+            assert stats.udp_sent == waves * per_wave
+            # A socket that has sent seven is replaced in the background, once per burst at
+            # most (it goes on sending while its successor is bound): each wave of twenty
+            # retires at least one of the two.
+            assert stats.rotations >= waves
+            assert stats.ignored == 0
+
+        run(settings(server_of(upstream)), body)
+        ports = {query.source[1] for query in upstream.queries if query.source}
+    assert len(ports) >= waves + 2  # the first two sockets' and each replacement's
