@@ -207,6 +207,7 @@ class ForwardStage:
         resolution.flight = flight
         resolution.group = group
         resolution.marked = marked
+        resolution.query = query
         self.inflight[flight] = resolution
         self.groups.setdefault(group, {})[flight] = start
         return resolution
@@ -239,8 +240,9 @@ class ForwardStage:
             stale = cache.get(key, now)
             if stale is not None and not stale.fresh(now):
                 cache.failed(stale, now)
-            log.debug("no usable answer for %s from %s", key,
-                      ", ".join(str(s) for s in resolution.servers))
+            if log.isEnabledFor(logging.DEBUG) and resolution.query is not None:
+                log.debug("no usable answer for %s from %s", resolution.query.presentation,
+                          ", ".join(str(s) for s in resolution.servers))
             return Outcome(None, resolution.failure_rcode)
         return Outcome(reply, reply.rcode, cache.put(key, reply, now))
 

@@ -54,7 +54,7 @@ class Resolution:
     __slots__ = ("pool", "stats", "clock", "message", "question", "deadline", "deadlines",
                  "done", "servers", "tcp", "next_server", "outstanding", "current", "task",
                  "finished", "cancelled", "jostled", "refusals", "answers", "waiters",
-                 "flight", "group", "marked", "budget_key", "attempt_key")
+                 "flight", "group", "marked", "budget_key", "attempt_key", "query")
 
     def __init__(self, pool: UpstreamPool, stats: ForwarderStats, clock: Callable[[], float],
                  message: bytes, question: bytes, start: float, budget: float,
@@ -85,6 +85,7 @@ class Resolution:
         self.flight: tuple[bytes, bool] = (b"", False)
         self.group: tuple[HostPort, ...] = ()
         self.marked = b""
+        self.query: wire.Query | None = None  # the first client's, for the logs
         self.budget_key = deadlines.add(budget, self, BUDGET, start)
         self.attempt_key = -1  # the current UDP attempt's deadline
 
