@@ -54,3 +54,24 @@ def test_probes_of_a_down_upstream_back_off_until_it_answers() -> None:
     assert intervals == [2.0, 4.0, 8.0, PROBE_MAX, PROBE_MAX, PROBE_MAX]
     health.succeeded(A, 0.01)
     assert health.order([A]) == [A] and health.due(now + 1e6) == []
+
+
+def test_orders_are_kept_until_health_changes() -> None:
+    health = UpstreamHealth(chance=lambda: 1.0)
+    servers = (A, B, C)
+    health.succeeded(A, 0.001)
+    first = health.order(servers)
+    assert health.order(servers) is first  # kept, not made again per question
+    health.succeeded(A, 0.0015)  # a small RTT change cannot reorder anything: still kept
+    assert health.order(servers) is first
+    health.failed(B, 0.0)
+    health.failed(B, 0.0)  # down: made again without it
+    assert health.order(servers) == [A, C]
+    health.succeeded(B, 0.001)  # back
+    assert health.order(servers) == [A, B, C]
+    health.succeeded(A, 0.9)
+    for _ in range(40):  # its smoothed RTT climbs past the band: it goes behind the others
+        health.succeeded(A, 0.9)
+    assert health.order(servers) == [B, C, A]
+    health.mark_loop(C)
+    assert health.order(servers) == [B, A]
