@@ -18,7 +18,15 @@ machine included; the per-socket ones count only the two ends measured. dnsperf 
 as a user's load generator would, with 200 queries outstanding (twice its default): what it can
 send when nothing holds it back.
 
-``python3 -m benchmarks.capacity`` runs this alone and prints the summary as JSON.
+Measured here (2 cores shared with other work; before = the kernel's default 212,992-byte buffer,
+after = ``--udp-buffer`` 4M, runs alternating): before, 207 of 20 million queries lost, in every
+one of 20 runs (2-22 each), every one an RcvbufError at dockdns's own socket, none at dnsperf's
+and none in softnet; after, 0 of 20 million. The receive queue's high-water mark, read every
+20 ms, was 166,400 bytes either way: 200 queries at 832 bytes of the kernel's accounting each,
+all dnsperf had outstanding, which with what the kernel keeps charged for datagrams already read
+is past what the default buffer admits.
+
+``python3 -m benchmarks.capacity [RUNS]`` runs this alone and prints the summary as JSON.
 """
 
 from __future__ import annotations
