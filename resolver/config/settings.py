@@ -26,7 +26,12 @@ from discovery.static.records import StaticRecord
 from discovery.static.records import parse as parse_record
 from resolver.dns.addresses import HostPort, parse_hostport, parse_upstream
 from resolver.forward.settings import ForwardZone, parse_forward_zone
-from resolver.serve.settings import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from resolver.serve.settings import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_UDP_BUFFER,
+    parse_buffer_size,
+)
 
 ENV_PREFIX = "DOCKDNS_"
 
@@ -61,6 +66,8 @@ class Config:
     # Bounds (why these numbers: resolver/serve/settings.py).
     tcp_max: int = DEFAULT_MAX_CONNECTIONS
     tcp_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    # Each UDP listening socket's buffers (why this size: resolver/serve/settings.py).
+    udp_buffer: int = DEFAULT_UDP_BUFFER
     # Forwarding (resolver/forward/forwarder.py).
     forward_zones: tuple[ForwardZone, ...] = ()
     resolv_conf: str = "/etc/resolv.conf"
@@ -344,6 +351,12 @@ SETTINGS: tuple[Setting, ...] = (
             "this many UDP queries per second (0: no limit); beyond it every second query gets "
             "an empty TC=1 reply (the client retries over TCP) and the rest are dropped",
             metavar="QPS",
+            area="serve", live=False),
+    Setting("udp_buffer", parse_buffer_size, "receive and send buffer asked for each UDP "
+            "listening socket (SO_RCVBUF/SO_SNDBUF: bytes, or with K, M, G; the kernel keeps "
+            "twice this, capped by net.core.rmem_max/wmem_max unless dockdns has "
+            "CAP_NET_ADMIN); queries past it are dropped by the kernel while dockdns is busy; "
+            "0: the kernel's default", metavar="SIZE",
             area="serve", live=False),
     Setting("workers", _int_in(1, 256), "processes serving the same addresses (SO_REUSEPORT), "
             "each with the whole registry", metavar="N",

@@ -167,7 +167,8 @@ class Daemon:
         reuse_port = self.config.workers > 1
         for address in self.config.listen:
             try:
-                udp_socket = bind_udp(address, reuse_port)
+                udp_socket = bind_udp(address, reuse_port, self.config.udp_buffer,
+                                      insist="udp_buffer" in self.config.origins)
                 tcp_socket = bind_tcp(address, reuse_port)
             except OSError as err:
                 raise StartupError(bind_problem(address, err)) from None

@@ -27,6 +27,10 @@ IFA_F_TENTATIVE = 0x40
 IFA_F_DADFAILED = 0x08
 # Binding an address this host does not (yet) have (linux/in.h); applies to IPv6 sockets too.
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+# Buffer sizes past net.core.rmem_max/wmem_max, for a process with CAP_NET_ADMIN
+# (asm-generic/socket.h; Python's socket module does not name them).
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 
 
 def ipv6_flags(host: str, table: str = "/proc/net/if_inet6") -> int | None:
@@ -96,8 +100,46 @@ def _bind_once(address: HostPort, kind: socket.SocketKind, reuse_port: bool,
     return sock
 
 
-def bind_udp(address: HostPort, reuse_port: bool = False) -> socket.socket:
-    return _bound(address, socket.SOCK_DGRAM, reuse_port)
+def bind_udp(address: HostPort, reuse_port: bool = False, buffer: int = 0,
+             insist: bool = False) -> socket.socket:
+    """A bound UDP socket; with ``buffer``, its receive and send buffers asked for that size
+    (``set_buffers``), the outcome logged: a warning if the kernel gave less and the size was
+    asked for explicitly (``insist``), else an info line."""
+    sock = _bound(address, socket.SOCK_DGRAM, reuse_port)
+    if buffer:
+        receive, send = set_buffers(sock, buffer)
+        short = [f"{what} {got // 2} bytes (net.core.{limit})"
+                 for what, got, limit in (("receive", receive, "rmem_max"),
+                                          ("send", send, "wmem_max")) if got < 2 * buffer]
+        if short:
+            (log.warning if insist else log.info)(
+                "UDP %s: asked for %d-byte buffers, the kernel gave %s; under bursts queries "
+                "may be dropped: raise the sysctl or give dockdns CAP_NET_ADMIN", address,
+                buffer, " and ".join(short))
+        else:
+            log.debug("UDP %s: receive buffer %d, send buffer %d bytes (the kernel's "
+                      "accounting)", address, receive, send)
+    return sock
+
+
+def set_buffers(sock: socket.socket, size: int) -> tuple[int, int]:
+    """Ask for ``size``-byte receive and send buffers (SO_RCVBUF/SO_SNDBUF, in the units of
+    net.core.rmem_max; the kernel reserves twice that for its bookkeeping). With CAP_NET_ADMIN
+    (root) the FORCE options pass the sysctl's cap; without, the kernel caps the ask at it
+    silently. Returns what the kernel then reports: (receive, send), doubled as it keeps them.
+
+    A burst of queries arriving while the daemon is off its core waits in the receive buffer;
+    what does not fit is dropped by the kernel (RcvbufErrors), unseen by dockdns. The send
+    buffer matters where replies leave through a queue (a real interface, a qdisc): past it a
+    send fails with EAGAIN and the reply waits in the listener's queue."""
+    for forced, fallback in ((SO_RCVBUFFORCE, socket.SO_RCVBUF),
+                                   (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, size)
+        except OSError:  # EPERM without CAP_NET_ADMIN
+            sock.setsockopt(socket.SOL_SOCKET, fallback, size)
+    return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
 
 
 def bind_tcp(address: HostPort, reuse_port: bool = False) -> socket.socket:

@@ -4,8 +4,9 @@ Profiling under dnsperf showed the per-datagram cost of the event loop's datagra
 (one protocol callback and one address conversion per datagram) to be the largest part of what
 dockdns spent per query beyond the kernel's own work. This listener registers the socket with the
 loop itself and on each wake-up reads up to ``BATCH`` datagrams: with one recvmmsg(2) where libc
-has it (``resolver.serve.mmsg``), the replies of the batch's memo hits going out together with one
-sendmmsg(2); else with one recvfrom and one sendto each. A memo hit is answered right there: one
+has it (``resolver.serve.mmsg``), the replies of the batch's memo hits written over their queries
+and going out together with one sendmmsg(2), and another batch read at once while each comes back
+full; else with one recvfrom and one sendto each. A memo hit is answered right there: one
 view lookup, one dict lookup, the ID patched in; no transport, no handler call, no logging, no
 dnslib object, no metric label lookup. Everything else goes down the same full path
 (``QueryHandler.answer``) as TCP, so answers are the same bytes either way.
@@ -30,9 +31,6 @@ from resolver.serve.mmsg import (
     FLAGS_WORD,
     LEN_WORD,
     MSG_TRUNC,
-    NAME_QWORD,
-    NAMELEN_WORD,
-    QWORDS_PER_MSG,
     SLOT_SIZE,
     WORDS_PER_MSG,
     BatchSocket,
@@ -55,6 +53,10 @@ MAX_PENDING = 10_000
 # in one go spares the loop's per-callback cost, and the bound keeps TCP connections and timers
 # served while a flood lasts.
 BATCH = 64
+# Batches read per wake-up when each comes back full (recvmmsg's SLOTS, 64): under a flood the
+# queue holds hundreds, and every return to the loop costs an epoll_wait that only says so again.
+# The bound keeps TCP, timers and the full path's tasks served while a flood lasts.
+BATCHES_PER_WAKEUP = 4
 # The largest UDP payload: reading less would cut a big datagram short without telling.
 # (Measured: the size asked for makes no difference to the cost of recvfrom.)
 RECV_SIZE = 65_535
@@ -233,9 +235,16 @@ class UDPSocketListener:
     # --- the batched path (recvmmsg/sendmmsg) -------------------------------------------------
 
     def _read_batch(self) -> None:
+        # A full batch means more may be waiting: read on (up to BATCHES_PER_WAKEUP batches)
+        # rather than going back to the loop, whose epoll_wait would only say so again.
+        for _ in range(BATCHES_PER_WAKEUP):
+            if self._serve_batch() < mmsg.SLOTS:
+                return
+
+    def _serve_batch(self) -> int:
         # The hot path with batched system calls: the decisions of ``QueryHandler.answer_fast``,
         # inlined (a call per datagram would cost ~80 ns) and made on the batch's slots instead
-        # of on bytes and address tuples.
+        # of on bytes and address tuples. Returns how many datagrams were read.
         batch = self.batch
         assert batch is not None
         try:
@@ -243,7 +252,7 @@ class UDPSocketListener:
         except OSError as err:
             if err.errno not in _SEND_ERRORS:
                 errors.warning("UDP receive failed: %s", err)
-            return
+            return 0
         handler = self.handler
         by_client = handler.views.by_client
         counts = handler.stats.counts
@@ -251,70 +260,65 @@ class UDPSocketListener:
         peers = self.peers
         words = batch.receive_words
         received = batch.received_view
-        received_bytes = batch.received
-        outgoing = batch.outgoing
-        outgoing_view = batch.outgoing_view
         lengths = batch.send_lengths
-        qwords = batch.send_qwords
         name_words = batch.name_words
-        names_at = batch.names_at
-        name_size = batch.name_size
         ipv4 = batch.ipv4
         now = handler.clock()  # one reading for the batch, as in ``_readable``
-        replies = 0
+        # Memo hits are answered in their own slots; the replies of a run of them go in one
+        # sendmmsg, sent when the run ends: at the end of the batch, or at a query that is not
+        # answered inline (in steady state there is none, and the batch is one call).
+        first = 0
         for slot in range(count):
             header = slot * WORDS_PER_MSG
             length = words[header + LEN_WORD]
-            words[header + NAMELEN_WORD] = name_size  # the kernel wrote back what it used
             if words[header + FLAGS_WORD] & MSG_TRUNC:  # longer than MAX_QUERY_SIZE
                 handler.stats.dropped += 1
-                continue
-            try:
-                # An IPv4 sockaddr's address is its second 32-bit word.
-                peer = name_words[slot * 4 + 1] if ipv4 else batch.address_key(slot)
-                client = peers.get(peer)
-                if client is None:
-                    client = self._remember_peer(peer, slot)
-                if limiter is not None:
-                    verdict = limiter.check(client, now)
+            else:
+                try:
+                    # An IPv4 sockaddr's address is its second 32-bit word.
+                    peer = name_words[slot * 4 + 1] if ipv4 else batch.address_key(slot)
+                    client = peers.get(peer)
+                    if client is None:
+                        client = self._remember_peer(peer, slot)
+                    verdict = ALLOW if limiter is None else limiter.check(client, now)
                     if verdict != ALLOW:
-                        self._limited(batch.datagram(slot, length), batch.address(slot), verdict)
-                        continue
-                start = slot * SLOT_SIZE
-                view = by_client.get(client)
-                if view is not None:
-                    key = received[start + 2 : start + length].tobytes()
-                    entry = view.memo_udp.get(key)
-                    if entry is not None:
-                        until = entry.until
-                        # Local answers never expire; cached ones are renewed as TTLs tick.
-                        if until is not NEVER_EXPIRES and until <= now:
-                            entry = view.renewed(key, entry, False, now)
-                        if entry is not None:
+                        self._limited(batch.datagram(slot, length), batch.address(slot),
+                                      verdict)
+                    else:
+                        start = slot * SLOT_SIZE
+                        view = by_client.get(client)
+                        entry = None
+                        if view is not None:
+                            key = received[start + 2 : start + length].tobytes()
+                            entry = view.memo_udp.get(key)
+                            if entry is not None:
+                                until = entry.until
+                                # Local answers never expire; cached ones are renewed as TTLs
+                                # tick.
+                                if until is not NEVER_EXPIRES and until <= now:
+                                    entry = view.renewed(key, entry, False, now)
+                        if entry is None:
+                            self._full_path(batch.datagram(slot, length), batch.address(slot))
+                        else:
                             counts[entry.slot] += 1
                             body = next(entry.replies)
                             size = len(body) + 2
-                            if size > SLOT_SIZE:  # never for UDP replies; kept correct anyway
-                                self.sender.sendto(received[start : start + 2].tobytes() + body,
-                                                   batch.address(slot))
+                            if size <= SLOT_SIZE:  # always, for UDP replies
+                                # Over the query, after its ID: the reply is complete.
+                                received[start + 2 : start + size] = body
+                                lengths[2 * slot + 1] = size
                                 continue
-                            at = replies * SLOT_SIZE
-                            # (Measured: indexing the ID's two bytes and assigning the body
-                            # through a memoryview are the cheapest copies, by 100 ns each.)
-                            outgoing[at] = received_bytes[start]
-                            outgoing[at + 1] = received_bytes[start + 1]
-                            outgoing_view[at + 2 : at + size] = body
-                            lengths[2 * replies + 1] = size
-                            # The reply goes to the address the query came from, as written.
-                            qwords[replies * QWORDS_PER_MSG + NAME_QWORD] = \
-                                names_at + slot * name_size
-                            replies += 1
-                            continue
-                self._full_path(batch.datagram(slot, length), batch.address(slot))
-            except Exception:
-                errors.exception("UDP query from %s failed", batch.address(slot)[0])
-        if replies:
-            self._send_batch(batch, replies)
+                            self.sender.sendto(received[start : start + 2].tobytes() + body,
+                                               batch.address(slot))
+                except Exception:
+                    errors.exception("UDP query from %s failed", batch.address(slot)[0])
+            # This slot holds no reply: the run of replies before it goes now.
+            if slot > first:
+                self._send_batch(batch, first, slot)
+            first = slot + 1
+        if count > first:
+            self._send_batch(batch, first, count)
+        return count
 
     def _remember_peer(self, peer: int | bytes, slot: int) -> str:
         assert self.batch is not None
@@ -324,11 +328,12 @@ class UDPSocketListener:
         self.peers[peer] = client
         return client
 
-    def _send_batch(self, batch: BatchSocket, count: int) -> None:
-        first = 0
-        while first < count:
+    def _send_batch(self, batch: BatchSocket, first: int, end: int) -> None:
+        """Send the replies in slots ``first`` .. ``end - 1``; what the kernel has no room for
+        waits in the sender's queue."""
+        while first < end:
             try:
-                sent = batch.send(first, count - first)
+                sent = batch.send(first, end - first)
             except OSError as err:
                 # The first of them cannot go (e.g. an ICMP error reported late): skip it only.
                 if err.errno not in _SEND_ERRORS:
@@ -338,7 +343,7 @@ class UDPSocketListener:
                 continue
             if sent == 0:
                 # The send buffer is full: the rest wait in the sender's queue.
-                for index in range(first, count):
-                    self.sender.queue(*batch.outgoing_slot(index))
+                for slot in range(first, end):
+                    self.sender.queue(*batch.outgoing_slot(slot))
                 return
             first += sent

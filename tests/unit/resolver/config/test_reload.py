@@ -22,7 +22,7 @@ from resolver.dns.addresses import HostPort
 
 def test_restart_only_settings() -> None:
     assert {"listen", "user", "workers", "docker", "docker_hosts", "swarm", "swarm_managers",
-            "metrics", "metrics_listen", "rate_limit", "resolved"} == RESTART_ONLY
+            "metrics", "metrics_listen", "rate_limit", "resolved", "udp_buffer"} == RESTART_ONLY
     assert not {"ttl", "hosts_files", "upstreams", "log_level"} & RESTART_ONLY
 
 

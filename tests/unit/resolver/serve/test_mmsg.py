@@ -1,6 +1,6 @@
 """recvmmsg/sendmmsg through ctypes on a real loopback socket: several datagrams read in one
-call with their senders, replies sent from the send slots to the addresses the kernel wrote,
-"nothing waiting" as 0, and the send slots read back for the queue."""
+call with their senders, replies sent from the same slots to the addresses the kernel wrote
+there, "nothing waiting" as 0, and the slots' replies read back for the queue."""
 
 from __future__ import annotations
 
@@ -11,19 +11,10 @@ import pytest
 
 from resolver.dns.addresses import HostPort
 from resolver.serve import mmsg
-from resolver.serve.mmsg import LEN_WORD, NAME_QWORD, QWORDS_PER_MSG, SLOT_SIZE, WORDS_PER_MSG
+from resolver.serve.mmsg import LEN_WORD, WORDS_PER_MSG
 from resolver.serve.sockets import bind_udp
 
 pytestmark = pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg in this libc")
-
-
-def fill_send_slot(batch: mmsg.BatchSocket, index: int, reply: bytes, from_slot: int) -> None:
-    """What the listener does for a memo hit: the reply in send slot ``index``, addressed to
-    the sender of receive slot ``from_slot``."""
-    batch.outgoing_view[index * SLOT_SIZE : index * SLOT_SIZE + len(reply)] = reply
-    batch.send_lengths[2 * index + 1] = len(reply)
-    batch.send_qwords[index * QWORDS_PER_MSG + NAME_QWORD] = \
-        batch.names_at + from_slot * batch.name_size
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
@@ -56,14 +47,16 @@ def test_receive_and_send_batches(host: str) -> None:
         assert [peer[:2] for _, peer in got] == [one.getsockname()[:2], two.getsockname()[:2],
                                                  one.getsockname()[:2]]
         assert batch.client(batch.address_key(1)) == host
-        # Replies go from the send slots to senders of the last call's receive slots.
-        last = count - 1
-        fill_send_slot(batch, 0, b"reply to three", from_slot=last)
-        fill_send_slot(batch, 1, b"again", from_slot=last)
-        assert batch.outgoing_slot(0) == (b"reply to three", got[2][1])
-        assert batch.send(0, 2) == 2
-        assert one.recvfrom(100) == (b"reply to three", address)
-        assert one.recvfrom(100) == (b"again", address)
+        # A reply goes from a slot to that slot's sender; a run of slots goes in one call.
+        senders = [peer for _, peer in got[-count:]]  # the last call's slots, in order
+        for slot in range(count):
+            batch.set_reply(slot, b"reply to slot %d" % slot)
+        assert batch.outgoing_slot(count - 1) == (b"reply to slot %d" % (count - 1),
+                                                  senders[-1])
+        assert batch.send(0, count) == count
+        for slot, peer in enumerate(senders):
+            client = one if peer[:2] == one.getsockname()[:2] else two
+            assert client.recvfrom(100) == (b"reply to slot %d" % slot, address)
 
 
 def test_only_ip_sockets() -> None:

@@ -6,6 +6,7 @@ socket: batched (recvmmsg/sendmmsg) and one datagram at a time (recvfrom/sendto)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import struct
@@ -23,6 +24,7 @@ from resolver.answer.settings import AnswerSettings
 from resolver.dns.addresses import HostPort
 from resolver.serve import udp as udp_socket
 from resolver.serve.ratelimit import RateLimiter
+from resolver.serve.settings import DEFAULT_UDP_BUFFER
 from resolver.serve.sockets import bind_udp
 from resolver.serve.udp import SocketSender, UDPSocketListener
 from tests.support.netns import namespace
@@ -293,3 +295,44 @@ def test_batched_replies_wait_for_room_in_the_send_buffer() -> None:
         assert not listener.sender.backlog
 
     run_with_listener(handler, "127.0.0.1", body)
+
+
+def test_one_wake_up_reads_on_while_batches_come_back_full() -> None:
+    """300 memo hits waiting: one wake-up answers BATCHES_PER_WAKEUP full batches (256) in place,
+    and the next the rest."""
+    handler = make_handler()
+    slots = udp_socket.mmsg.SLOTS
+    per_wakeup = udp_socket.BATCHES_PER_WAKEUP * slots
+    waiting = per_wakeup + 44
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        listener = UDPSocketListener(handler, bind_udp(HostPort("127.0.0.1", 0),
+                                                       buffer=DEFAULT_UDP_BUFFER), loop)
+        assert listener.batch is not None
+        port = listener.sock.getsockname()[1]
+        try:
+            await exchange(port, query("web1", 1))  # now in the memo
+            listener.stop_reading()  # the test wakes it, not the loop
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                client.connect(("127.0.0.1", port))
+                client.setblocking(False)
+                for qid in range(waiting):  # on loopback: in the listener's queue at once
+                    client.send(query("web1", qid))
+
+                def answered() -> list[int]:
+                    got = []
+                    with contextlib.suppress(BlockingIOError):
+                        while True:
+                            got.append(struct.unpack("!H", client.recv(65535)[:2])[0])
+                    return got
+
+                listener._read_batch()
+                assert answered() == list(range(per_wakeup))  # in order, every one
+                listener._read_batch()
+                assert answered() == list(range(per_wakeup, waiting))
+        finally:
+            listener.close()
+
+    asyncio.run(main())
