@@ -330,6 +330,7 @@ class SwarmSource:
                 if err.status_code != 503:
                     raise
                 role_checked = 0.0  # "not a swarm manager": demoted or left; ask again
+                await asyncio.sleep(BACKOFF_FIRST)  # not at once: it may be a passing state
             except Exception:
                 self._pending.full = True
                 raise
