@@ -73,8 +73,9 @@ FOLLOW_FIRST = 0.05
 # to start on other nodes (an image pull), bounded so that a service which can never converge
 # (a task pending for want of a node) is not polled forever: the reconcile still sees it.
 FOLLOW_LIMIT = 300.0
-# Container IDs asked for in one filter at most (each adds 70 bytes to the request line).
-MAX_ID_FILTER = 200
+# Container IDs asked for in one filter at most: each adds about 70 bytes to the request line,
+# and the engine takes 1 MB of request head (Go's default); past this, all containers are listed.
+MAX_ID_FILTER = 1000
 
 
 def connect(url: str | None) -> Any:
