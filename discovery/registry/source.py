@@ -31,6 +31,7 @@ class DiscoverySettings:
     swarm: bool = True
     swarm_managers: tuple[str, ...] = ()
     swarm_refresh: float = 2.0
+    swarm_reconcile: float = 60.0
     compat: tuple[str, ...] = COMPAT_ALL  # other tools' conventions the Docker source honours
     records: tuple[StaticRecord, ...] = ()
 

@@ -17,6 +17,11 @@ health check in ``starting`` until the check passes (and only then binds it in D
 being shut down gets another desired state before its container stops. The ``ingress`` network is
 for routing only and gets no names, as in libnetwork.
 
+What the local engine saw of a task's container beats the manager's word for it (``local``: task
+ID -> up): Docker's resolver binds a task when its container starts (or, with a health check,
+turns healthy) on its node, and unbinds it when the container dies, while the manager learns of
+either a few tens of milliseconds later (measured here: 20-110 ms after the start event).
+
 For a local engine, the part also maps the addresses of containers on overlay networks to those
 containers' networks: their ``docker_gwbridge`` address (how a query from an overlay container
 reaches a dockdns on the host) and their addresses on their own networks.
@@ -44,6 +49,10 @@ GWBRIDGE = "docker_gwbridge"
 INGRESS = "ingress"
 MODE_DNSRR = "dnsrr"
 RUNNING = "running"
+# A service's UpdateStatus.State while Swarm replaces its tasks.
+UPDATING = frozenset({"updating", "rollback_started"})
+# Task states a task never leaves (swarmkit's api.TaskState past RUNNING).
+TERMINAL = frozenset({"complete", "shutdown", "failed", "rejected", "remove", "orphaned"})
 
 Json = Mapping[str, Any]
 
@@ -61,6 +70,7 @@ class EngineRead:
     tasks: Sequence[Json] = ()
     gwbridge: Json | None = None
     containers: Sequence[Json] = ()
+    local: Mapping[str, bool] = field(default_factory=dict)  # task ID -> its container is up
 
 
 @dataclass(slots=True)
@@ -111,9 +121,45 @@ def task_container_name(service: str, task: Json) -> str:
     return f"{service}.{slot if slot else task.get('NodeID', '')}.{task['ID']}"
 
 
-def _running(task: Json) -> bool:
-    status = task.get("Status") or {}
-    return status.get("State") == RUNNING and task.get("DesiredState") == RUNNING
+def _state(task: Json) -> str:
+    return str((task.get("Status") or {}).get("State") or "")
+
+
+def task_counts(task: Json, local: Mapping[str, bool]) -> bool:
+    """Whether ``task`` is answered: desired running, and up by what this node saw of its
+    container, or else running by the manager."""
+    if task.get("DesiredState") != RUNNING:
+        return False
+    seen = local.get(str(task.get("ID", "")))
+    return seen if seen is not None else _state(task) == RUNNING
+
+
+def converging(service: Json, tasks: Iterable[Json], local: Mapping[str, bool]) -> bool:
+    """Whether the service's tasks are still on their way somewhere: a rolling update, a task
+    that should run and does not (yet), a replica count not reached, or this node and the manager
+    disagreeing about a task. ``tasks`` are the service's tasks whose desired state is running.
+    (A service whose tasks can never start, pending for want of a node, converges forever: the
+    source gives up following it after a while; see ``discovery.swarm.source``.)"""
+    if ((service.get("UpdateStatus") or {}).get("State") or "") in UPDATING:
+        return True
+    wanted = [t for t in tasks if t.get("DesiredState") == RUNNING]
+    for task in wanted:
+        running = _state(task) == RUNNING
+        seen = local.get(str(task.get("ID", "")))
+        if not running or (seen is not None and seen != running):
+            return True
+    replicated = ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated")
+    if replicated is not None and replicated.get("Replicas") is not None:
+        return len(wanted) != int(replicated["Replicas"])
+    return False
+
+
+def has_healthcheck(container: Json) -> bool:
+    """Whether a container (``docker inspect``) has a health check, its image's included (the
+    engine merges the image's into the container's config); ``NONE`` disables it."""
+    test: Sequence[str] = ((container.get("Config") or {}).get("Healthcheck") or {}).get(
+        "Test") or []
+    return bool(test) and test[0] != "NONE"
 
 
 def _service_aliases(spec: Json, network_names: Mapping[str, str]) -> dict[str, list[str]]:
@@ -185,14 +231,17 @@ def _bindings(service: str, tasks: Iterable[Json],
 
 
 def service_records(services: Iterable[Json], tasks: Iterable[Json],
-                    network_names: Mapping[str, str]) -> list[Record]:
+                    network_names: Mapping[str, str],
+                    local: Mapping[str, bool] | None = None) -> list[Record]:
     """The records of every service with running tasks, on each network they are bound to.
 
-    ``network_names`` maps network IDs (and names) to the names of networks that carry names.
+    ``network_names`` maps network IDs (and names) to the names of networks that carry names;
+    ``local`` what this node saw of task containers (task ID -> up).
     """
+    local = local or {}
     by_service: dict[str, list[Json]] = {}
     for task in tasks:
-        if _running(task):
+        if task_counts(task, local):
             by_service.setdefault(str(task.get("ServiceID", "")), []).append(task)
     records: list[Record] = []
     for service in sorted(services, key=lambda s: str((s.get("Spec") or {}).get("Name", ""))):
@@ -263,15 +312,21 @@ def overlay_clients(gwbridge: Json, containers: Iterable[Json]) -> list[Client]:
     return clients
 
 
-def build_part(read: EngineRead) -> SourcePart:
-    """The registry part for one engine's read."""
-    networks = swarm_networks(read.networks)
-    network_names: dict[str, str] = {}
+def network_index(networks: Iterable[Network]) -> dict[str, str]:
+    """Network ID and name -> name, for the networks that carry names."""
+    names: dict[str, str] = {}
     for network in networks:
-        network_names[network.name] = network.name
+        names[network.name] = network.name
         if network.id:
-            network_names[network.id] = network.name
-    records = service_records(read.services, read.tasks, network_names)
+            names[network.id] = network.name
+    return names
+
+
+def build_part(read: EngineRead) -> SourcePart:
+    """The registry part for one engine's read, all at once (what the source's change by change
+    updates must always add up to)."""
+    networks = swarm_networks(read.networks)
+    records = service_records(read.services, read.tasks, network_index(networks), read.local)
     clients: list[Client] = []
     if read.gwbridge is not None:
         networks.append(gwbridge_network(read.gwbridge))

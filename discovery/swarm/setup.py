@@ -15,7 +15,8 @@ class SwarmServices:
 
     def __init__(self, settings: DiscoverySettings, registry: Registry, urls: list[str | None],
                  local: bool) -> None:
-        self.source = SwarmSource(registry, urls, settings.swarm_refresh, local=local)
+        self.source = SwarmSource(registry, urls, settings.swarm_refresh, local=local,
+                                  reconcile=settings.swarm_reconcile)
         self.name = self.source.name
         # What a failed load names: the local engine (as its Docker source does), or the managers.
         self.what = (f"docker engine {urls[0] or default_hosts()[0]}" if local else
@@ -37,6 +38,7 @@ class SwarmServices:
 
     def reconfigure(self, settings: DiscoverySettings) -> None:
         self.source.refresh = settings.swarm_refresh
+        self.source.reconcile = settings.swarm_reconcile
 
     def close(self) -> None:
         return None  # cancelling ``run`` stops its event thread and closes its client

@@ -89,6 +89,7 @@ class Config:
     swarm: bool = True
     swarm_managers: tuple[str, ...] = ()
     swarm_refresh: float = 2.0
+    swarm_reconcile: float = 60.0
     workers: int = 1
     rate_limit: float = 0.0
     # Names beyond Docker's (README "Names Docker's resolver never gave"): host.docker.internal,
@@ -344,8 +345,13 @@ SETTINGS: tuple[Setting, ...] = (
             "whose own engine is a worker (repeatable: tried in turn)", flag="--swarm-manager",
             many=True, metavar="URL",
             area="discovery", live=False),
-    Setting("swarm_refresh", _float_in(0.1, 3600), "re-read Swarm tasks this often (services "
-            "also refresh on their events)", metavar="SECONDS",
+    Setting("swarm_refresh", _float_in(0.1, 3600), "while a Swarm service's tasks change (after "
+            "its events), re-read them at most this often (the first re-reads come sooner)",
+            metavar="SECONDS",
+            area="discovery"),
+    Setting("swarm_reconcile", _float_in(1, 86_400), "re-read every Swarm service and task "
+            "this often, whatever the events said (the safety net for missed ones)",
+            metavar="SECONDS",
             area="discovery"),
     Setting("rate_limit", _float_in(0, 1_000_000), "answer each non-loopback client at most "
             "this many UDP queries per second (0: no limit); beyond it every second query gets "

@@ -43,4 +43,4 @@ def discovery_settings(config: Config) -> DiscoverySettings:
         hosts_files=config.hosts_files, docker=config.docker, docker_hosts=config.docker_hosts,
         include_unhealthy=config.include_unhealthy, swarm=config.swarm,
         swarm_managers=config.swarm_managers, swarm_refresh=config.swarm_refresh,
-        compat=config.compat, records=config.records)
+        swarm_reconcile=config.swarm_reconcile, compat=config.compat, records=config.records)

@@ -26,9 +26,9 @@ from tests.support.swarm import SwarmLab, gwbridge_gateway
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
-PREFIX = "ds-"
+PREFIX = "swarm-"
 POOL = "10.251.0.0/16"
-# Bounds for changes to show up in dockdns (it re-reads tasks every 2 s); generous for 2 cores.
+# Bounds for changes to show up in dockdns (events, then re-reads); generous for 2 cores.
 CHANGE_SECONDS = 60.0
 
 Answer = tuple[str, frozenset[tuple[str, str, int, str]]]
@@ -60,8 +60,8 @@ def a_records(reply: dns.message.Message | None) -> list[str]:
 @dataclass
 class Cluster:
     swarm: SwarmLab
-    client: Box  # on ds-ovl
-    stranger: Box  # on ds-other only
+    client: Box  # on swarm-ovl
+    stranger: Box  # on swarm-other only
     server: RunningDaemon
     loopback: int  # dockdns's port on 127.0.0.1, for the host itself
 
@@ -114,14 +114,15 @@ def cluster() -> Iterator[Cluster]:
     with lab(PREFIX, pool=POOL) as made:
         swarm = SwarmLab(made)
         try:
-            swarm.overlay("ds-ovl")
-            swarm.overlay("ds-other")
-            client = swarm.attach("ds-client", "ds-ovl")
-            stranger = swarm.attach("ds-stranger", "ds-other")
-            swarm.service("ds-web", ["ds-ovl"], replicas=3, aliases={"ds-ovl": ["ds-www"]})
-            swarm.service("ds-rr", ["ds-ovl"], replicas=2, dnsrr=True)
-            swarm.service("ds-far", ["ds-other"], replicas=1)
-            swarm.service("ds-glob", ["ds-ovl"], global_mode=True)
+            swarm.overlay("swarm-ovl")
+            swarm.overlay("swarm-other")
+            client = swarm.attach("swarm-client", "swarm-ovl")
+            stranger = swarm.attach("swarm-stranger", "swarm-other")
+            swarm.service("swarm-web", ["swarm-ovl"], replicas=3,
+                          aliases={"swarm-ovl": ["swarm-www"]})
+            swarm.service("swarm-rr", ["swarm-ovl"], replicas=2, dnsrr=True)
+            swarm.service("swarm-far", ["swarm-other"], replicas=1)
+            swarm.service("swarm-glob", ["swarm-ovl"], global_mode=True)
             gateway = gwbridge_gateway(made.client)
             closed = free_port()  # nothing listens there: no query can leave the machine
             # The host asks over loopback: its own packets to the gwbridge address leave through
@@ -136,36 +137,37 @@ def cluster() -> Iterator[Cluster]:
 
 def test_service_names_answer_like_swarm_dns(cluster: Cluster) -> None:
     swarm, client = cluster.swarm, cluster.client
-    cluster.wait_tasks(client, "ds-web", "ds-ovl", 3)
-    cluster.wait_tasks(client, "ds-rr", "ds-ovl", 2)
-    vip = swarm.vip("ds-web", "ds-ovl")
-    assert a_records(cluster.ask_one(client, "ds-web")) == [vip]
-    assert set(a_records(cluster.ask_one(client, "ds-rr"))) == swarm.task_ips("ds-rr", "ds-ovl")
-    cluster.wait_tasks(client, "ds-glob", "ds-ovl", 1)
-    container = swarm.task_container(swarm.running_tasks("ds-web")[0])
-    task_ip = container["NetworkSettings"]["Networks"]["ds-ovl"]["IPAddress"]
+    cluster.wait_tasks(client, "swarm-web", "swarm-ovl", 3)
+    cluster.wait_tasks(client, "swarm-rr", "swarm-ovl", 2)
+    vip = swarm.vip("swarm-web", "swarm-ovl")
+    assert a_records(cluster.ask_one(client, "swarm-web")) == [vip]
+    assert set(a_records(cluster.ask_one(client, "swarm-rr"))) == swarm.task_ips(
+        "swarm-rr", "swarm-ovl")
+    cluster.wait_tasks(client, "swarm-glob", "swarm-ovl", 1)
+    container = swarm.task_container(swarm.running_tasks("swarm-web")[0])
+    task_ip = container["NetworkSettings"]["Networks"]["swarm-ovl"]["IPAddress"]
     # A global service's tasks are named <service>.<node ID>.<task ID> (no slot).
-    global_task = swarm.task_container(swarm.running_tasks("ds-glob")[0])
-    global_ip = global_task["NetworkSettings"]["Networks"]["ds-ovl"]["IPAddress"]
+    global_task = swarm.task_container(swarm.running_tasks("swarm-glob")[0])
+    global_ip = global_task["NetworkSettings"]["Networks"]["swarm-ovl"]["IPAddress"]
     cluster.compare(client, [
-        Question("ds-web"),  # the VIP
-        Question("tasks.ds-web"),
-        Question("ds-rr"),  # dnsrr: every task
-        Question("tasks.ds-rr"),
-        Question("tasks.ds-rr", tcp=True),
-        Question("ds-web.ds-ovl"),  # name.network
-        Question("tasks.ds-web.ds-ovl"),
-        Question("ds-www"),  # a service alias
-        Question("tasks.ds-www"),
-        Question("DS-Web"),
-        Question("ds-web", "AAAA"),  # known name, no IPv6: NOERROR, empty
-        Question("ds-web", "MX"),
-        Question("ds-rr", "AAAA"),
+        Question("swarm-web"),  # the VIP
+        Question("tasks.swarm-web"),
+        Question("swarm-rr"),  # dnsrr: every task
+        Question("tasks.swarm-rr"),
+        Question("tasks.swarm-rr", tcp=True),
+        Question("swarm-web.swarm-ovl"),  # name.network
+        Question("tasks.swarm-web.swarm-ovl"),
+        Question("swarm-www"),  # a service alias
+        Question("tasks.swarm-www"),
+        Question("SWARM-Web"),
+        Question("swarm-web", "AAAA"),  # known name, no IPv6: NOERROR, empty
+        Question("swarm-web", "MX"),
+        Question("swarm-rr", "AAAA"),
         Question(container["Name"].lstrip("/")),  # the task's container name
         Question(container["Id"][:12]),  # and its short ID
         Question(dns.reversename.from_address(task_ip).to_text(), "PTR"),
-        Question("ds-glob"),
-        Question("tasks.ds-glob"),
+        Question("swarm-glob"),
+        Question("tasks.swarm-glob"),
         Question(global_task["Name"].lstrip("/")),
         Question(dns.reversename.from_address(global_ip).to_text(), "PTR"),
     ])
@@ -173,18 +175,19 @@ def test_service_names_answer_like_swarm_dns(cluster: Cluster) -> None:
 
 def test_scaling_up_shows_in_tasks(cluster: Cluster) -> None:
     swarm, client = cluster.swarm, cluster.client
-    before = cluster.wait_tasks(client, "ds-web", "ds-ovl", len(swarm.running_tasks("ds-web")))
-    swarm.scale("ds-web", len(before) + 1)
-    after = cluster.wait_tasks(client, "ds-web", "ds-ovl", len(before) + 1)
+    before = cluster.wait_tasks(client, "swarm-web", "swarm-ovl",
+                                len(swarm.running_tasks("swarm-web")))
+    swarm.scale("swarm-web", len(before) + 1)
+    after = cluster.wait_tasks(client, "swarm-web", "swarm-ovl", len(before) + 1)
     assert before < after
-    cluster.compare(client, [Question("tasks.ds-web"), Question("ds-web"),
-                             Question("tasks.ds-www")])
+    cluster.compare(client, [Question("tasks.swarm-web"), Question("swarm-web"),
+                             Question("tasks.swarm-www")])
 
 
 def test_dnsrr_order_rotates(cluster: Cluster) -> None:
     client = cluster.client
-    expected = cluster.wait_tasks(client, "ds-rr", "ds-ovl", 2)
-    replies = cluster.ask(client, [Question("ds-rr") for _ in range(12)])
+    expected = cluster.wait_tasks(client, "swarm-rr", "swarm-ovl", 2)
+    replies = cluster.ask(client, [Question("swarm-rr") for _ in range(12)])
     orders = [tuple(a_records(reply)) for reply in replies]
     assert all(set(order) == expected for order in orders)
     assert len({order[0] for order in orders}) > 1, orders
@@ -192,61 +195,64 @@ def test_dnsrr_order_rotates(cluster: Cluster) -> None:
 
 def test_a_client_sees_only_services_on_its_networks(cluster: Cluster) -> None:
     swarm, client, stranger = cluster.swarm, cluster.client, cluster.stranger
-    cluster.wait_tasks(stranger, "ds-far", "ds-other", 1)
-    cluster.compare(stranger, [Question("ds-far"), Question("tasks.ds-far")])
-    assert a_records(cluster.ask_one(stranger, "ds-far")) == [swarm.vip("ds-far", "ds-other")]
-    # ds-web lives on ds-ovl only: the stranger gets none of its addresses, and the client none
-    # of ds-far's (dockdns cannot forward: SERVFAIL). Docker is not asked: it would forward.
-    for name in ("ds-web", "tasks.ds-web", "ds-web.ds-ovl", "ds-rr"):
+    cluster.wait_tasks(stranger, "swarm-far", "swarm-other", 1)
+    cluster.compare(stranger, [Question("swarm-far"), Question("tasks.swarm-far")])
+    assert a_records(cluster.ask_one(stranger, "swarm-far")) == [
+        swarm.vip("swarm-far", "swarm-other")]
+    # swarm-web lives on swarm-ovl only: the stranger gets none of its addresses, and the client
+    # none of swarm-far's (dockdns cannot forward: SERVFAIL). Docker is not asked: it would
+    # forward.
+    for name in ("swarm-web", "tasks.swarm-web", "swarm-web.swarm-ovl", "swarm-rr"):
         assert unanswered(cluster.ask_one(stranger, name)), name
-    assert unanswered(cluster.ask_one(client, "tasks.ds-far"))
+    assert unanswered(cluster.ask_one(client, "tasks.swarm-far"))
     # The host itself (not a container) sees every service.
-    for name, network in (("ds-far", "ds-other"), ("ds-web", "ds-ovl")):
+    for name, network in (("swarm-far", "swarm-other"), ("swarm-web", "swarm-ovl")):
         reply = ask("127.0.0.1", cluster.loopback, name)
         assert addresses(reply) == {swarm.vip(name, network)}
 
 
 def test_removed_service_disappears(cluster: Cluster) -> None:
     swarm, client = cluster.swarm, cluster.client
-    swarm.service("ds-gone", ["ds-ovl"], replicas=1, aliases={"ds-ovl": ["ds-gone-alias"]})
-    cluster.wait_tasks(client, "ds-gone", "ds-ovl", 1)
-    cluster.compare(client, [Question("ds-gone"), Question("ds-gone-alias"),
-                             Question("tasks.ds-gone")])
-    swarm.remove("ds-gone")
-    names = ("ds-gone", "tasks.ds-gone", "ds-gone-alias", "tasks.ds-gone-alias")
+    swarm.service("swarm-gone", ["swarm-ovl"], replicas=1,
+                  aliases={"swarm-ovl": ["swarm-gone-alias"]})
+    cluster.wait_tasks(client, "swarm-gone", "swarm-ovl", 1)
+    cluster.compare(client, [Question("swarm-gone"), Question("swarm-gone-alias"),
+                             Question("tasks.swarm-gone")])
+    swarm.remove("swarm-gone")
+    names = ("swarm-gone", "tasks.swarm-gone", "swarm-gone-alias", "tasks.swarm-gone-alias")
 
     def gone() -> bool:
         return all(unanswered(r) for r in cluster.ask(client, [Question(n) for n in names]))
-    wait_for(gone, timeout=CHANGE_SECONDS, interval=0.5, message="ds-gone's names disappearing")
+    wait_for(gone, timeout=CHANGE_SECONDS, interval=0.5, message="swarm-gone's names disappearing")
 
 
 def test_only_healthy_tasks_are_answered(cluster: Cluster) -> None:
     """A task with a health check is not answered until the check passes (Swarm keeps it in
     `starting`, and so does Docker's resolver)."""
     swarm, client = cluster.swarm, cluster.client
-    swarm.service("ds-health", ["ds-ovl"], healthcheck={
+    swarm.service("swarm-health", ["swarm-ovl"], healthcheck={
         "test": ["CMD-SHELL", "test -e /tmp/ok"], "interval": 500_000_000,
         "timeout": 2_000_000_000, "retries": 100_000})
 
     def starting() -> dict[str, Any] | None:
-        for task in swarm.tasks("ds-health"):
+        for task in swarm.tasks("swarm-health"):
             status = task.get("Status") or {}
             if status.get("State") == "starting" and (status.get("ContainerStatus") or {}).get(
                     "ContainerID"):
                 return task
         return None
-    task = wait_for(starting, timeout=180, interval=0.5, message="ds-health's task starting")
+    task = wait_for(starting, timeout=180, interval=0.5, message="swarm-health's task starting")
     # A service made after the unhealthy container runs: once dockdns answers it, its read of
-    # the cluster also saw ds-health's task, still starting.
-    swarm.service("ds-mark", ["ds-ovl"])
-    cluster.wait_tasks(client, "ds-mark", "ds-ovl", 1)
-    assert swarm.tasks("ds-health")[0]["Status"]["State"] == "starting"
-    for name in ("ds-health", "tasks.ds-health"):
+    # the cluster also saw swarm-health's task, still starting.
+    swarm.service("swarm-mark", ["swarm-ovl"])
+    cluster.wait_tasks(client, "swarm-mark", "swarm-ovl", 1)
+    assert swarm.tasks("swarm-health")[0]["Status"]["State"] == "starting"
+    for name in ("swarm-health", "tasks.swarm-health"):
         assert unanswered(cluster.ask_one(client, name)), name
     container = swarm.task_container(task)
     swarm.client.api.exec_start(swarm.client.api.exec_create(
         container["Id"], ["touch", "/tmp/ok"])["Id"])
-    cluster.wait_tasks(client, "ds-health", "ds-ovl", 1)
-    cluster.compare(client, [Question("ds-health"), Question("tasks.ds-health")])
-    swarm.remove("ds-mark")
-    swarm.remove("ds-health")
+    cluster.wait_tasks(client, "swarm-health", "swarm-ovl", 1)
+    cluster.compare(client, [Question("swarm-health"), Question("tasks.swarm-health")])
+    swarm.remove("swarm-mark")
+    swarm.remove("swarm-health")

@@ -13,8 +13,11 @@ from discovery.registry.registry import Registry
 from discovery.swarm.model import (
     EngineRead,
     build_part,
+    converging,
+    has_healthcheck,
     swarm_networks,
     task_container_name,
+    task_counts,
 )
 
 NET_ID = "netid0000001"
@@ -177,3 +180,40 @@ def test_the_part_answers_through_the_registry() -> None:
     snapshot = registry.snapshot
     assert set(snapshot.by_network["appnet"]) >= {"web", "front", "tasks.web", "tasks.front",
                                                    "web.1.t1", CONTAINER_ID[:12]}
+
+
+def test_what_this_node_saw_beats_the_manager() -> None:
+    """A task container seen starting here counts before the manager says running; one seen
+    dying does not count though the manager still says running."""
+    starting = task("s1", "t1", 1, "10.9.0.3/24", state="starting")
+    running = task("s1", "t2", 2, "10.9.0.4/24")
+    read = EngineRead(networks=NETWORKS, services=[service("web", "s1")],
+                      tasks=[starting, running], local={"t1": True, "t2": False})
+    records = by_names(build_part(read).records)
+    assert records[("tasks.web",)].ipv4 == ("10.9.0.3",)
+    assert task_counts(starting, {}) is False and task_counts(starting, {"t1": True})
+    # Never a task Swarm is shutting down, whatever was seen.
+    assert not task_counts(task("s1", "t3", 3, "10.9.0.5", desired="shutdown"), {"t3": True})
+
+
+def test_converging() -> None:
+    web = service("web", "s1")
+    web["Spec"]["Mode"] = {"Replicated": {"Replicas": 2}}
+    one, two = task("s1", "t1", 1, "10.9.0.3"), task("s1", "t2", 2, "10.9.0.4")
+    assert not converging(web, [one, two], {})
+    assert converging(web, [one], {})  # a replica short
+    assert converging(web, [one, two, task("s1", "t3", 3, "10.9.0.5")], {})  # one too many
+    assert converging(web, [one, task("s1", "t2", 2, "10.9.0.4", state="pending")], {})
+    assert converging(web, [one, two], {"t1": False})  # died here; the manager does not know
+    assert not converging(web, [one, two], {"t1": True})
+    assert converging({**web, "UpdateStatus": {"State": "updating"}}, [one, two], {})
+    assert not converging({**web, "UpdateStatus": {"State": "completed"}}, [one, two], {})
+    glob = service("agent", "s2")
+    glob["Spec"]["Mode"] = {"Global": {}}
+    assert not converging(glob, [task("s2", "t9", 0, "10.9.0.9")], {})
+
+
+def test_health_checks() -> None:
+    assert has_healthcheck({"Config": {"Healthcheck": {"Test": ["CMD-SHELL", "true"]}}})
+    assert not has_healthcheck({"Config": {"Healthcheck": {"Test": ["NONE"]}}})
+    assert not has_healthcheck({"Config": {}}) and not has_healthcheck({})

@@ -1,6 +1,6 @@
 """The Swarm source's setup: a local source per distinct Docker host when both docker and swarm
 are on, one for the --swarm-manager list, none with swarm off; what a failed load names; and
-reconfigure changing the refresh interval."""
+reconfigure changing the refresh and reconcile intervals."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ def test_sources_made(tmp_path: Path) -> None:
 def test_reconfigure_and_a_failed_load(tmp_path: Path) -> None:
     url = f"unix://{tmp_path}/gone.sock"
     services = SwarmServices(DiscoverySettings(), Registry(), [url], local=True)
-    services.reconfigure(DiscoverySettings(swarm_refresh=7.5))
-    assert services.source.refresh == 7.5
+    assert (services.source.refresh, services.source.reconcile) == (2.0, 60.0)
+    services.reconfigure(DiscoverySettings(swarm_refresh=7.5, swarm_reconcile=30.0))
+    assert (services.source.refresh, services.source.reconcile) == (7.5, 30.0)
     with pytest.raises(LoadError) as raised:
         asyncio.run(services.load())
     assert raised.value.what == f"docker engine {url}" and "could not be read" in str(raised.value)

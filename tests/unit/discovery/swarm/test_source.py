@@ -1,7 +1,6 @@
 """The Swarm source without an engine to hand: it needs at least one URL, is named for its
 engine or the manager list, and against engines that are not there it settles with the reason,
-moves on to the next manager, keeps retrying and leaves the registry alone. Service events wake
-the source's loop from their thread."""
+moves on to the next manager, keeps retrying and leaves the registry alone."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from discovery.registry.registry import Registry
-from discovery.swarm.source import ServiceEvents, SwarmSource
+from discovery.swarm.source import SwarmSource
 
 
 def test_names_and_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,22 +41,3 @@ def test_missing_managers_settle_with_the_reason_and_rotate(tmp_path: Path) -> N
     assert source.error is not None and "No such file" in source.error
     assert source.url == urls[1]  # the next attempt goes to the next manager
     assert registry.part(source.name) is None
-
-
-def test_service_events_wake_the_loop() -> None:
-    async def main() -> None:
-        wake = asyncio.Event()
-        # The SDK's stream is an iterator of decoded events; this one ends after two.
-        events = ServiceEvents(iter([{"Type": "service"}, {"Type": "service"}]),
-                               asyncio.get_running_loop(), wake)
-        events.start()
-        await asyncio.wait_for(wake.wait(), 10)
-        for _ in range(1000):
-            if not events.alive:
-                break
-            await asyncio.sleep(0.01)
-        assert not events.alive  # the stream ended: the session resubscribes
-        events.stop()
-
-    asyncio.run(main())
-
