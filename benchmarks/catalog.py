@@ -55,7 +55,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 def select(only: list[str] | None, skip: list[str] | None) -> list[str]:
     """The scenarios to run, in catalog order: ``only`` those (all if None), less ``skip``."""
-    unknown = sorted(set(only or []) | set(skip or []) - set(SCENARIOS))
+    unknown = sorted((set(only or []) | set(skip or [])) - set(SCENARIOS))
     if unknown:
         raise ValueError(f"unknown scenarios: {', '.join(unknown)}")
     return [name for name in SCENARIOS
