@@ -106,13 +106,22 @@ def forwarded_misses(ctx: Context) -> dict[str, Any]:
                             "forwarded misses: dockdns CPU per miss vs Unbound's (Unbound's / "
                             "dockdns's)", cpu_ratios.get("dockdns/unbound"), 1.0)
     if target["met"] is False:
-        target["why"] = ("A miss takes dockdns through the forwarder's Python per question "
-                         "(pending-question bookkeeping, upstream choice, reply validation, "
-                         "cache insertion) where Unbound spends a few microseconds of C.")
-        target["closes"] = ("The forward path without per-question machinery (issue 16's first "
-                            "item: one future per question, a shared timer, replies matched in "
-                            "the datagram callback, IDs from a CSPRNG buffer).")
+        cost = ", ".join(f"{label} {_us(s['cpu_us_per_query'])}" for label, s in results.items())
+        target["why"] = (f"CPU per miss in this run: {cost} µs. Issue 16's profile (py-spy, "
+                         "on the code before its forwarder work) put dockdns's in the machinery "
+                         "around the packet: a Task, asyncio.wait with a timeout and an Event "
+                         "per question, replacement upstream sockets, a SystemRandom call per "
+                         "ID, the upstream order computed per question.")
+        target["closes"] = ("The forward path without per-question machinery: one future per "
+                            "question with a shared timer, replies matched in the datagram "
+                            "callback, socket rotation off the per-query path, IDs from a "
+                            "CSPRNG buffer (profile with benchmarks/profile.py to see what is "
+                            "left).")
     return {"status": "ok", "title": "Forwarded misses: a new name every query, through a "
             f"wildcard zone on {auth.name}", "upstream": auth.name,
             "outstanding": OUTSTANDING, "servers": results, "ratios": ratios,
             "cpu_ratios": cpu_ratios, "targets": [target], "notes": notes}
+
+
+def _us(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
