@@ -40,6 +40,9 @@ POOL = 20  # churn containers up before the first run: what the first second's s
 START_THREADS = 8
 STOP_THREADS = 4
 LEAD = 1.0  # seconds of churn before dnsperf starts, so the run sees it at its full rate
+# Seconds after the last engine call before anything else is measured: the events of the last
+# calls reach dockdns after the calls return, and belong to the churn run, not the next one.
+SETTLE = 1.0
 SOURCE_TIMEOUT = 10.0  # for dockdns to answer a container's name at all
 # The p99 and QPS of churn runs within this fraction of the steady runs (issue 16).
 TOLERANCE = 0.10
@@ -163,6 +166,7 @@ class Churn:
             stop.set()
             pacer.join()
             self._drain()
+            time.sleep(SETTLE)
 
     def rates(self, since: float, until: float) -> tuple[float, float]:
         """Starts and stops a second completed between the two monotonic times."""
