@@ -44,3 +44,37 @@ def at_most(key: str, name: str, measured: float | None, limit: float,
 def figure(name: str, value: Any, note: str = "") -> dict[str, Any]:
     """A reported figure: measured and shown, with no goal to meet."""
     return {"name": name, "value": value, "note": note}
+
+
+def normalize(targets: Any, scenario: str) -> list[dict[str, Any]]:
+    """A scenario's targets as a list of dicts with ``key``, ``name``, ``goal``, ``measured``
+    and ``met``, whichever of the accepted shapes it gave them in: a list of such dicts (as made
+    above); a dict of name -> such a dict (``value`` accepted for ``measured``); a dict of
+    name -> whether it was met. Anything else is no targets, never an error: one scenario's
+    odd result must not cost the run its report."""
+    if isinstance(targets, dict):
+        items = []
+        for name, target in targets.items():
+            if isinstance(target, dict):
+                items.append({**target, "name": f"{scenario}: {target.get('name', name)}",
+                              "key": target.get("key", f"{scenario}:{name}")})
+            else:
+                items.append({"name": f"{scenario}: {name}", "goal": str(name),
+                              "key": f"{scenario}:{name}", "met": target})
+    elif isinstance(targets, list):
+        items = [target for target in targets if isinstance(target, dict)]
+    else:
+        return []
+    found = []
+    for number, target in enumerate(items):
+        measured = target.get("measured", target.get("value"))
+        met = target.get("met")
+        found.append({
+            **target,
+            "key": str(target.get("key", f"{scenario}:{number}")),
+            "name": str(target.get("name", f"{scenario}: target {number + 1}")),
+            "goal": str(target.get("goal", "")),
+            "measured": measured if isinstance(measured, int | float) else None,
+            "met": bool(met) if isinstance(met, bool | int) else None,
+        })
+    return found

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks import dnsperf, history
+from benchmarks import dnsperf, goals, history
 
 RSS_LIMIT_MB = 100.0
 PROPAGATION_LIMIT_MS = 100.0
@@ -164,7 +164,8 @@ def dockdns_runs(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
         if result.get("outstanding", dnsperf.OUTSTANDING) != dnsperf.OUTSTANDING:
             continue
         for label, summary in (_get(result, "servers") or {}).items():
-            if name in ALL_DOCKDNS or label == "dockdns":
+            # Only dnsperf summaries count their losses (see _standard).
+            if (name in ALL_DOCKDNS or label == "dockdns") and _standard({label: summary}):
                 found.append(summary)
     return found
 
@@ -175,14 +176,13 @@ def declared(scenarios: dict[str, Any]) -> list[Target]:
     for name, result in scenarios.items():
         if not isinstance(result, dict):
             continue
-        for number, target in enumerate(result.get("targets") or []):
-            value = target.get("measured")
+        for target in goals.normalize(result.get("targets"), name):
+            value = target["measured"]
             found.append(Target(
-                key=str(target.get("key", f"{name}:{number}")), name=str(target["name"]),
-                goal=str(target["goal"]),
-                value=float(value) if isinstance(value, int | float) else None,
-                met=target.get("met"), shortfall=str(target.get("shortfall", "")),
-                why=str(target.get("why", "")), closes=str(target.get("closes", ""))))
+                key=target["key"], name=target["name"], goal=target["goal"],
+                value=float(value) if value is not None else None, met=target["met"],
+                shortfall=str(target.get("shortfall", "")), why=str(target.get("why", "")),
+                closes=str(target.get("closes", ""))))
     return found
 
 
@@ -317,6 +317,11 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
+def _scalars(value: Any) -> bool:
+    """A short list of plain values (e.g. losses per run), shown joined."""
+    return isinstance(value, list) and len(value) <= 20 and all(_scalar(v) for v in value)
+
+
 def _generic_table(servers: dict[str, Any]) -> list[str]:
     """Any per-server figures: one row per server, one column per scalar figure any has."""
     columns: list[str] = []
@@ -370,19 +375,23 @@ def section(key: str, result: dict[str, Any]) -> list[str]:
                    f"p50 **{_fmt(result['p50_ms'])} ms**, p99 **{_fmt(result['p99_ms'])} ms**"
                    f", max {_fmt(result['max_ms'])} ms")
     if key not in TITLES or key in ("capacity", "hosts_scale", "swarm_calls"):
-        values = {k: v for k, v in result.items() if k not in STRUCTURE and _scalar(v)}
+        values = {k: v if _scalar(v) else ", ".join(_fmt(x) for x in v)
+                  for k, v in result.items()
+                  if k not in STRUCTURE and (_scalar(v) or _scalars(v))}
         if values:
             out += ["", "| figure | value |", "|---|---:|"]
             out += [f"| {k} | {_fmt(v, 3)} |" for k, v in values.items()]
     if result.get("figures"):
         out += ["", *_figures(result["figures"])]
-    for target in result.get("targets") or []:
-        met = {True: "met", False: "**missed**", None: "not measured"}[target.get("met")]
+    for target in goals.normalize(result.get("targets"), key):
+        met = {True: "met", False: "**missed**", None: "not measured"}[target["met"]]
         out += ["", f"Target: {target['name']} {target['goal']}: measured "
-                f"{_fmt(target.get('measured'), 3)}, {met}."]
+                f"{_fmt(target['measured'], 3)}, {met}."]
     for note in result.get("notes", []):
         out += ["", f"Note: {note}"]
-    return out
+    # One blank line between blocks, whichever blocks this result had.
+    return [line for number, line in enumerate(out)
+            if line or number == 0 or out[number - 1]]
 
 
 def _versions(m: dict[str, Any]) -> str:
@@ -421,14 +430,18 @@ def markdown(document: dict[str, Any]) -> str:
         "|---|---|---:|---|",
     ]
     for t in document["targets"]:
-        met = {True: "yes", False: f"**no**: {t['shortfall']}", None: "not measured"}[t["met"]]
+        no = f"**no**: {t['shortfall']}" if t["shortfall"] else "**no**"
+        met = {True: "yes", False: no, None: "not measured"}[t["met"]]
         out.append(f"| {t['name']} | {t['goal']} | {_fmt(t['value'], 3)} | {met} |")
     missed = [t for t in document["targets"] if t["met"] is False]
     if missed:
         out += ["", "### Missed targets", ""]
         for t in missed:
-            out += [f"- **{t['name']}**: {t['shortfall']}.", f"  Why: {t['why']}",
-                    f"  What would close it: {t['closes']}"]
+            out.append(f"- **{t['name']}**" + (f": {t['shortfall']}." if t["shortfall"] else ""))
+            if t["why"]:
+                out.append(f"  Why: {t['why']}")
+            if t["closes"]:
+                out.append(f"  What would close it: {t['closes']}")
     reported = [(key, f) for key, r in document["scenarios"].items()
                 for f in (r.get("figures") or [] if r.get("status") == "ok" else [])]
     if reported:
@@ -440,7 +453,11 @@ def markdown(document: dict[str, Any]) -> str:
         out += ["", "## QPS and p99 per scenario and server", "",
                 f"![QPS and p99 latency per scenario and server]({document['plot']})"]
     for key, result in document["scenarios"].items():
-        out += section(key, result)
+        try:
+            out += section(key, result)
+        except Exception as err:  # one odd result must not cost the run its report
+            out += ["", f"## {key}", "", f"(could not be rendered: {type(err).__name__}: {err}; "
+                    "see results.json)"]
     out += history.markdown(document)
     out.append("")
     return "\n".join(out)

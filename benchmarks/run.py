@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import catalog, cpus, dnsperf, history, plot, report, scenarios
+from benchmarks import catalog, cpus, dnsperf, goals, history, plot, report, scenarios
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,7 +65,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in selected:
                 print(f"== {name}", file=sys.stderr, flush=True)
                 try:
-                    results[name] = catalog.SCENARIOS[name](ctx)
+                    result = catalog.SCENARIOS[name](ctx)
+                    if not isinstance(result, dict) or "status" not in result:
+                        raise TypeError(f"the scenario returned {type(result).__name__}, not "
+                                        "a dict with a status")
+                    results[name] = result
                 except scenarios.Skip as skip:
                     results[name] = {"status": "skipped", "reason": str(skip)}
                 except Exception as err:
@@ -92,14 +96,15 @@ def _one_line(result: dict[str, Any]) -> str:
     parts = []
     if "servers" in result:
         parts.append(", ".join(f"{label} {s['qps']:,} qps" for label, s in
-                               result["servers"].items() if isinstance(s.get("qps"), int)))
+                               result["servers"].items()
+                               if isinstance(s, dict) and isinstance(s.get("qps"), int)))
         parts.append(", ".join(f"{k} {v:.3f}" for k, v in result.get("ratios", {}).items()
                                if isinstance(v, int | float)))
     elif "p99_ms" in result:
         parts.append(f"p50 {result.get('p50_ms')} ms, p99 {result['p99_ms']} ms")
-    for target in result.get("targets", []):
-        parts.append(f"{target['name']}: {target.get('measured')} "
-                     f"({'met' if target.get('met') else 'not met'})")
+    for target in goals.normalize(result.get("targets"), ""):
+        parts.append(f"{target['name'].lstrip(': ')}: {target['measured']} "
+                     f"({'met' if target['met'] else 'not met'})")
     return "; ".join(part for part in parts if part) or "ok"
 
 
@@ -113,12 +118,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     document["history"] = history.extend(args.out / "results.json", document,
                                          args.history_from)
     args.out.mkdir(parents=True, exist_ok=True)
-    document["plot"] = plot.write(document, args.out / plot.NAME)
+    try:
+        document["plot"] = plot.write(document, args.out / plot.NAME)
+    except Exception:  # the figures are in results.json whatever the plot does
+        traceback.print_exc()
+        document["plot"] = None
     (args.out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     (args.out / "RESULTS.md").write_text(report.markdown(document))
-    print(f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results.json'}"
-          + (f" and {args.out / plot.NAME}" if document["plot"] else
-             " (no plot: matplotlib is not installed; pip install '.[bench]')"),
+    if document["plot"]:
+        drawn = f" and {args.out / plot.NAME}"
+    elif not plot.available():
+        drawn = " (no plot: matplotlib is not installed; pip install '.[bench]')"
+    else:
+        drawn = " (no plot: no scenario measured servers with dnsperf)"
+    print(f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results.json'}{drawn}",
           file=sys.stderr)
     errors = [name for name, r in document["scenarios"].items() if r["status"] == "error"]
     if errors:

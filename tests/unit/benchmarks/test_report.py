@@ -84,3 +84,40 @@ def test_the_plot_is_embedded_when_there_is_one() -> None:
     written["plot"] = "results.png"
     assert "![QPS and p99 latency per scenario and server](results.png)" in report.markdown(
         written)
+
+
+# Results shaped as benchmarks/capacity.py and benchmarks/hosts_scale.py (other branches) write
+# them: their targets are dicts, their servers' figures are not dnsperf summaries.
+CAPACITY = {"status": "ok", "outstanding": 200, "runs_count": 2, "sent": 2_000_000, "lost": 2,
+            "lost_per_run": [2, 0], "udp": {"RcvbufErrors": 2}, "runs": [{"lost": 2}],
+            "targets": {"lost": {"goal": "lost == 0", "value": 2, "met": False}}}
+HOSTS_SCALE = {"status": "ok", "lines": 1_000_000,
+               "servers": {"dockdns": {"first_answer_s": 8.6, "rss_mb": 963.0,
+                                       "one_line_change": {"max_silence_ms": 3.0}},
+                           "unbound": {"first_answer_s": 4.9, "rss_mb": 605.0}},
+               "ratios": {"rss dockdns/unbound": 1.592}, "cpu_ratios": {},
+               "targets": {"max_silence_ms <= 10": True, "rss_mb <= unbound": False}}
+
+
+def test_results_from_the_other_branches_render() -> None:
+    scenarios = {"capacity": CAPACITY, "hosts_scale": HOSTS_SCALE}
+    found = {t.key: t for t in report.targets(scenarios)}
+    assert found["capacity:lost"].met is False and found["capacity:lost"].value == 2.0
+    assert found["hosts_scale:rss_mb <= unbound"].met is False
+    assert found["hosts_scale:max_silence_ms <= 10"].met is True
+    assert report.dockdns_runs(scenarios) == []  # neither is a default-load dnsperf summary
+    text = report.markdown(document(scenarios))
+    assert "## Nothing lost at capacity" in text and "## Hosts files at scale" in text
+    assert "| lost_per_run | 2, 0 |" in text and "| lost | 2 |" in text
+    assert "| server | first_answer_s | rss_mb |" in text
+    assert "| dockdns | 8.60 | 963.00 |" in text
+    assert "| capacity: lost | lost == 0 | 2.000 | **no** |" in text
+    assert "- **capacity: lost**\n" in text
+    assert "QPS ratios: rss dockdns/unbound = **1.592**" in text
+    assert "could not be rendered" not in text
+
+
+def test_an_unrenderable_result_costs_only_its_section() -> None:
+    odd = {"status": "ok", "servers": {"dockdns": "not a dict"}, "ratios": {"a": "b"}}
+    text = report.markdown(document({"odd": odd, "capacity": CAPACITY}))
+    assert "## Nothing lost at capacity" in text
