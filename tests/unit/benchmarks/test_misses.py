@@ -28,3 +28,21 @@ def test_a_run_has_more_names_than_it_can_ask(tmp_path: Path) -> None:
     ctx = Context(tmp_path, 4.0, 1, 1)
     path = misses._fresh(ctx, "dockdns")(0)
     assert len(names(path)) == 4 * misses.NAMES_PER_SECOND
+
+
+# /proc/net/udp's layout: the local address:port (hex) second, the drops last.
+ROW = ("  {n}: 0100007F:{port} 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+       "        0 {n} 2 0000000000000000 {drops}\n")
+TABLE = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
+         "  timeout inode ref pointer drops\n"
+         + ROW.format(n=101, port="D45B", drops=70) + ROW.format(n=102, port="D45B", drops=5)
+         + ROW.format(n=103, port="0035", drops=9))
+
+
+def test_socket_drops_sums_the_sockets_on_a_port(tmp_path: Path) -> None:
+    table = tmp_path / "udp"
+    table.write_text(TABLE)
+    assert misses.socket_drops(0xD45B, table) == 75
+    assert misses.socket_drops(53, table) == 9
+    assert misses.socket_drops(1, table) == 0
+    assert misses.socket_drops(53, tmp_path / "absent") == 0
