@@ -140,9 +140,12 @@ def test_smoke_run_against_the_engine(tmp_path: Path) -> None:
     # Containers really were started and stopped while dnsperf ran, and none of it failed.
     assert churn["churn"]["failed_calls"] == 0, churn["churn"]["failures"]
     assert churn["churn"]["started"] > 0 and churn["churn"]["stopped"] > 0
+    rate = churn["churn"]["starts_per_s"] + churn["churn"]["stops_per_s"]
     for key in ("churn_qps", "churn_p99", "churn_lost"):
-        assert declared(document, key)["met"] in (True, False)
-    assert declared(document, "churn_lost")["value"] == churn["servers"]["churn"]["lost"]
+        # Judged only when the engine churned while dnsperf ran (it may not, in a 1 s run).
+        assert declared(document, key)["met"] in ((True, False) if rate >= 1 else (None,))
+    if rate >= 1:
+        assert declared(document, "churn_lost")["value"] == churn["servers"]["churn"]["lost"]
     # Nothing of the harness's is left on the engine.
     docker = engine.client()
     try:

@@ -60,3 +60,10 @@ def test_slower_later_or_lossy_churn_is_missed(tmp_path: Path, churner: churn.Ch
     # The engine's rate, as reached: said, not hidden.
     assert "1.2 starts/s and 0.9 stops/s" in result["notes"][0]
     assert f"cannot reach {churn.RATE}/s" in result["notes"][0]
+
+
+def test_no_churn_judges_nothing(tmp_path: Path, churner: churn.Churn) -> None:
+    # The engine started nothing while dnsperf ran: equal figures mean nothing.
+    result = judged(tmp_path, churner, [(100_000, 1.0, 0)], [(100_000, 1.0, 0)], [(0.0, 0.4)])
+    assert all(t["met"] is None and t["measured"] is None for t in result["targets"])
+    assert any("not judged" in note for note in result["notes"])
