@@ -120,8 +120,28 @@ def cleanup(engine: Any) -> None:
             container.remove(force=True)
     for network in engine.networks.list(names=[NETWORK]):
         if network.name == NETWORK:
-            with contextlib.suppress(docker.errors.NotFound):
-                network.remove()
+            _remove_network(network)
+
+
+# The engine releases a removed container's endpoint a moment after the removal returns; until
+# then the network refuses to go ("has active endpoints"). Seconds to keep asking.
+NETWORK_RELEASE_TIMEOUT = 15.0
+
+
+def _remove_network(network: Any) -> None:
+    import docker.errors
+
+    deadline = time.monotonic() + NETWORK_RELEASE_TIMEOUT
+    while True:
+        try:
+            network.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as err:
+            if "active endpoints" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @contextlib.contextmanager
