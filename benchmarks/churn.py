@@ -42,7 +42,9 @@ POOL = 20  # churn containers up before the first run: what the first second's s
 # is not waited for beyond these: a tick that finds every thread of its kind busy is dropped and
 # counted, and the achieved rate is the engine's, not a queue's.
 START_THREADS = 8
-STOP_THREADS = 4
+# One: Docker 20.10 can keep a stale endpoint of a container removed amid concurrent removals
+# (see engine.NETWORKS), and one thread removes faster (~5/s here) than the engine starts.
+STOP_THREADS = 1
 PIN_ENGINE = False  # see the module's docstring
 # Below this many starts and stops a second together, a churn run measured nothing: its targets
 # are reported as not measured rather than met.
