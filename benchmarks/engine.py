@@ -26,9 +26,8 @@ IMAGE = "dockdns-bench:busybox"
 # amid concurrent removals until the engine restarts, and such a network can then never be
 # removed; the next run takes the next name and subnet instead of failing.
 NETWORKS = (("dockdns-bench", "10.252.0.0/16", "10.252.0.1"),
-            ("dockdns-bench-b", "10.253.0.0/20", "10.253.0.1"),
-            ("dockdns-bench-c", "10.253.16.0/20", "10.253.16.1"),
-            ("dockdns-bench-d", "10.253.32.0/20", "10.253.32.1"))
+            *((f"dockdns-bench-{i}", f"10.253.{16 * i}.0/20", f"10.253.{16 * i}.1")
+              for i in range(16)))
 NETWORK, SUBNET, GATEWAY = NETWORKS[0]
 LABEL = "dockdns.bench"
 PREFIX = "db-"
@@ -131,25 +130,26 @@ def cleanup(engine: Any) -> list[str]:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
     stale = []
-    names = [name for name, _, _ in NETWORKS]
-    for network in engine.networks.list(names=names):
-        if network.name in names:
-            try:
-                _remove_network(network)
-            except StaleNetwork:
-                stale.append(network.name)
+    for network in engine.networks.list(filters={"label": LABEL}):
+        try:
+            _remove_network(network)
+        except StaleNetwork:
+            stale.append(network.name)
     return stale
 
 
 # The engine releases a removed container's endpoint a moment after the removal returns; until
-# then the network refuses to go ("has active endpoints"). Seconds to keep asking.
+# then the network refuses to go ("has active endpoints"). Seconds to keep asking while it still
+# lists containers, and once it lists none (then the endpoint is stale, or nearly released).
 NETWORK_RELEASE_TIMEOUT = 15.0
+STALE_AFTER = 2.0
 
 
 def _remove_network(network: Any) -> None:
     import docker.errors
 
-    deadline = time.monotonic() + NETWORK_RELEASE_TIMEOUT
+    started = time.monotonic()
+    emptied: float | None = None
     while True:
         try:
             network.remove()
@@ -159,7 +159,13 @@ def _remove_network(network: Any) -> None:
         except docker.errors.APIError as err:
             if "active endpoints" not in str(err):
                 raise
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            with contextlib.suppress(docker.errors.NotFound):
+                network.reload()
+            if not network.attrs.get("Containers"):
+                emptied = now if emptied is None else emptied
+            if now - started > NETWORK_RELEASE_TIMEOUT or (
+                    emptied is not None and now - emptied > STALE_AFTER):
                 raise StaleNetwork(network.name) from err
             time.sleep(0.2)
 
@@ -172,7 +178,9 @@ def bench_network(engine: Any) -> Iterator[Any]:
     global NETWORK, SUBNET, GATEWAY
     stale = cleanup(engine)
     ensure_image(engine)
-    usable = [choice for choice in NETWORKS if choice[0] not in stale]
+    held = {str(((n.attrs.get("IPAM") or {}).get("Config") or [{}])[0].get("Subnet"))
+            for n in engine.networks.list(filters={"label": LABEL})}
+    usable = [choice for choice in NETWORKS if choice[0] not in stale and choice[1] not in held]
     if not usable:
         raise StaleNetwork(f"every network of the harness is held by the engine: {stale} "
                            "(restart dockerd to release them)")
