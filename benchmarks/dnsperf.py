@@ -23,6 +23,8 @@ DNSPERF = "dnsperf"
 # four client sockets on one thread is the recipe the issue's reference numbers came from.
 CLIENTS = 4
 THREADS = 1
+# dnsperf's default -q: the load every scenario runs at unless it says otherwise.
+OUTSTANDING = 100
 # Seconds dnsperf waits for an answer before it counts the query as lost (its default is 5).
 TIMEOUT = 2
 
@@ -112,9 +114,11 @@ def parse(output_path: Path) -> PerfResult:
 
 def command(server: str, port: int, queries: Path, seconds: float | None,
             passes: int | None = None, netns_pid: int | None = None,
-            cpus: frozenset[int] | None = None) -> list[str]:
+            cpus: frozenset[int] | None = None, outstanding: int | None = None) -> list[str]:
     argv = [DNSPERF, "-s", server, "-p", str(port), "-d", str(queries), "-c", str(CLIENTS),
             "-T", str(THREADS), "-t", str(TIMEOUT), "-v"]
+    if outstanding is not None:  # dnsperf's own default is OUTSTANDING
+        argv += ["-q", str(outstanding)]
     if seconds is not None:
         argv += ["-l", f"{seconds:g}"]
     if passes is not None:
@@ -126,10 +130,11 @@ def command(server: str, port: int, queries: Path, seconds: float | None,
 
 def run(server: str, port: int, queries: Path, seconds: float | None,
         passes: int | None = None, netns_pid: int | None = None,
-        cpus: frozenset[int] | None = None) -> PerfResult:
-    """One dnsperf run for ``seconds`` (or ``passes`` through the file), bounded either way,
-    on ``cpus`` if given."""
-    argv = command(server, port, queries, seconds, passes, netns_pid, cpus)
+        cpus: frozenset[int] | None = None, outstanding: int | None = None) -> PerfResult:
+    """One dnsperf run for ``seconds`` or ``passes`` through the file, whichever ends first
+    (bounded either way), on ``cpus`` if given, with ``outstanding`` queries at most in
+    flight (dnsperf's default of 100 if None)."""
+    argv = command(server, port, queries, seconds, passes, netns_pid, cpus, outstanding)
     bound = (seconds or 0) + TIMEOUT + 60
     with tempfile.NamedTemporaryFile("w+b", prefix="dnsperf-", suffix=".out") as out:
         before = _children_cpu()

@@ -14,15 +14,21 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 IMAGE = "dockdns-bench:busybox"
-NETWORK = "dockdns-bench"
-SUBNET = "10.252.0.0/16"
-GATEWAY = "10.252.0.1"
+# The harness's network while a scenario runs (bench_network sets these three): the first of
+# NETWORKS the engine lets it have. Docker 20.10 can keep a stale endpoint of a container removed
+# amid concurrent removals until the engine restarts, and such a network can then never be
+# removed; the next run takes the next name and subnet instead of failing.
+NETWORKS = (("dockdns-bench", "10.252.0.0/16", "10.252.0.1"),
+            *((f"dockdns-bench-{i}", f"10.253.{16 * i}.0/20", f"10.253.{16 * i}.1")
+              for i in range(16)))
+NETWORK, SUBNET, GATEWAY = NETWORKS[0]
 LABEL = "dockdns.bench"
 PREFIX = "db-"
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static: runs in an empty root filesystem
@@ -111,17 +117,57 @@ def ensure_image(engine: Any) -> None:
                    capture_output=True, timeout=120)
 
 
-def cleanup(engine: Any) -> None:
-    """Remove what an earlier run of the harness left behind (only that)."""
+class StaleNetwork(Exception):
+    """The engine keeps a network of the harness's with an endpoint nobody holds."""
+
+
+def cleanup(engine: Any) -> list[str]:
+    """Remove what an earlier run of the harness left behind (only that); the names of its
+    networks the engine would not let go (see NETWORKS)."""
     import docker.errors
 
     for container in engine.containers.list(all=True, filters={"label": LABEL}):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-    for network in engine.networks.list(names=[NETWORK]):
-        if network.name == NETWORK:
+    stale = []
+    for network in engine.networks.list(filters={"label": LABEL}):
+        try:
+            _remove_network(network)
+        except StaleNetwork:
+            stale.append(network.name)
+    return stale
+
+
+# The engine releases a removed container's endpoint a moment after the removal returns; until
+# then the network refuses to go ("has active endpoints"). Seconds to keep asking while it still
+# lists containers, and once it lists none (then the endpoint is stale, or nearly released).
+NETWORK_RELEASE_TIMEOUT = 15.0
+STALE_AFTER = 2.0
+
+
+def _remove_network(network: Any) -> None:
+    import docker.errors
+
+    started = time.monotonic()
+    emptied: float | None = None
+    while True:
+        try:
+            network.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as err:
+            if "active endpoints" not in str(err):
+                raise
+            now = time.monotonic()
             with contextlib.suppress(docker.errors.NotFound):
-                network.remove()
+                network.reload()
+            if not network.attrs.get("Containers"):
+                emptied = now if emptied is None else emptied
+            if now - started > NETWORK_RELEASE_TIMEOUT or (
+                    emptied is not None and now - emptied > STALE_AFTER):
+                raise StaleNetwork(network.name) from err
+            time.sleep(0.2)
 
 
 @contextlib.contextmanager
@@ -129,15 +175,25 @@ def bench_network(engine: Any) -> Iterator[Any]:
     """The harness's network, removed with its containers afterwards."""
     import docker.types
 
-    cleanup(engine)
+    global NETWORK, SUBNET, GATEWAY
+    stale = cleanup(engine)
     ensure_image(engine)
+    held = {str(((n.attrs.get("IPAM") or {}).get("Config") or [{}])[0].get("Subnet"))
+            for n in engine.networks.list(filters={"label": LABEL})}
+    usable = [choice for choice in NETWORKS if choice[0] not in stale and choice[1] not in held]
+    if not usable:
+        raise StaleNetwork(f"every network of the harness is held by the engine: {stale} "
+                           "(restart dockerd to release them)")
+    NETWORK, SUBNET, GATEWAY = usable[0]
     pool = docker.types.IPAMPool(subnet=SUBNET, gateway=GATEWAY)
     network = engine.networks.create(NETWORK, driver="bridge", labels={LABEL: "1"},
                                      ipam=docker.types.IPAMConfig(pool_configs=[pool]))
     try:
         yield network
     finally:
-        cleanup(engine)
+        if cleanup(engine):
+            print(f"benchmarks: the engine keeps network {NETWORK} (a stale endpoint); the "
+                  "next run uses another", file=sys.stderr)
 
 
 def create(engine: Any, name: str) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 COLUMNS: dict[str, tuple[str, str]] = {
     "local µs/q": ("local_names", "dockdns"),
     "cache hit µs/q": ("cache_hits", "dockdns"),
+    "miss µs/q": ("forwarded_misses", "dockdns"),
     "container µs/q": ("container_names", "dockdns"),
     "100k names µs/q": ("registry_scaling", "100000"),
 }

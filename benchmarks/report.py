@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks import history
+from benchmarks import dnsperf, goals, history
 
 RSS_LIMIT_MB = 100.0
 PROPAGATION_LIMIT_MS = 100.0
@@ -36,7 +36,7 @@ def _pace(result: dict[str, Any], ours: str, theirs: str) -> str:
                        f"{max(r['qps'] for r in s['runs']):,.0f}" for label, s in servers.items())
     cost = (f"Per query {ours} needed {_fmt(a['cpu_us_per_query'])} µs of CPU and {theirs} "
             f"{_fmt(b['cpu_us_per_query'])} µs (CPU ratio "
-            f"{_fmt(next(iter(result.get('cpu_ratios', {}).values()), None), 3)}).")
+            f"{_fmt(result.get('cpu_ratios', {}).get(f'{ours}/{theirs}'), 3)}).")
     client = a.get("dnsperf_cores")
     if used_a is not None and used_a < SATURATED:
         if client is not None and client >= SATURATED:
@@ -152,13 +152,37 @@ def _healthy_misses(scenarios: dict[str, Any]) -> float | None:
                  - flooded["rcodes"].get("NOERROR", 0))
 
 
+# Scenarios every server of which is a dockdns (the others label theirs "dockdns").
+ALL_DOCKDNS = ("registry_scaling", "workers", "dead_upstream")
+
+
 def dockdns_runs(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every summary of a dockdns server measured in the run."""
+    """Every summary of a dockdns server measured at dnsperf's default load in the run (a
+    scenario that says it ran at another ``outstanding`` judges its own losses)."""
     found = []
     for name, result in scenarios.items():
+        if result.get("outstanding", dnsperf.OUTSTANDING) != dnsperf.OUTSTANDING:
+            continue
         for label, summary in (_get(result, "servers") or {}).items():
-            if name in ("registry_scaling", "workers", "dead_upstream") or label == "dockdns":
+            # Only dnsperf summaries count their losses (see _standard).
+            if (name in ALL_DOCKDNS or label == "dockdns") and _standard({label: summary}):
                 found.append(summary)
+    return found
+
+
+def declared(scenarios: dict[str, Any]) -> list[Target]:
+    """The targets scenarios declare in their own results (see benchmarks/goals.py)."""
+    found = []
+    for name, result in scenarios.items():
+        if not isinstance(result, dict):
+            continue
+        for target in goals.normalize(result.get("targets"), name):
+            value = target["measured"]
+            found.append(Target(
+                key=target["key"], name=target["name"], goal=target["goal"],
+                value=float(value) if value is not None else None, met=target["met"],
+                shortfall=str(target.get("shortfall", "")), why=str(target.get("why", "")),
+                closes=str(target.get("closes", ""))))
     return found
 
 
@@ -188,7 +212,7 @@ def targets(scenarios: dict[str, Any]) -> list[Target]:
     for target in found:
         if target.met is False:
             target.why, target.closes = explain(target.key, scenarios)
-    return found
+    return found + declared(scenarios)
 
 
 # --- the machine ------------------------------------------------------------------------------
@@ -217,6 +241,9 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "dnsperf": _first_line(["dnsperf", "-h"], r"Version ([\d.]+)"),
         "dnsmasq": _first_line(["dnsmasq", "--version"], r"version ([\d.]+)"),
+        "knot": _first_line(["knotd", "--version"], r"version ([\d.]+)"),
+        "unbound": _first_line(["unbound", "-V"], r"Version ([\d.]+)"),
+        "nsd": _first_line(["nsd", "-v"], r"version ([\d.]+)"),
         "docker": _first_line(["docker", "version", "-f", "{{.Server.Version}}"],
                               r"^(\S+)"),
     }
@@ -252,14 +279,23 @@ def _server_table(servers: dict[str, Any]) -> list[str]:
 
 
 TITLES = {
-    "local_names": "1. Local names: 10,000-name hosts file, 1,000-name mix",
-    "cache_hits": "2. Cache hits on forwarded names (same local upstream)",
-    "container_names": "3. Container names from a client container's namespace",
-    "registry_scaling": "4. Registry size: 10 vs 10,000 vs 100,000 names",
+    "local_names": "Local names: 10,000 names (hosts file, zone, local-data), 1,000-name mix",
+    "cache_hits": "Cache hits on forwarded names (same local upstream)",
+    "forwarded_misses": "Forwarded misses: a new name every query",
+    "container_names": "Container names from a client container's namespace",
+    "registry_scaling": "Registry size: 10 vs 10,000 vs 100,000 names",
     "workers": "Workers: --workers 1 vs 2 (10,000 names)",
-    "propagation": "5. Propagation: container start event to its name answering",
-    "dead_upstream": "6. A dead upstream: a dead zone's new names, and a healthy zone beside it",
+    "propagation": "Propagation: container start event to its name answering",
+    "churn": "Churn: container starts and stops beside 10,000 names",
+    "dead_upstream": "A dead upstream: a dead zone's new names, and a healthy zone beside it",
+    "capacity": "Nothing lost at capacity",
+    "hosts_scale": "Hosts files at scale",
+    "swarm_calls": "Swarm: engine API calls",
 }
+# What a result may hold that is rendered on its own (the rest of a new scenario's scalar
+# values are shown as a table of their own).
+STRUCTURE = {"status", "reason", "title", "servers", "ratios", "cpu_ratios", "figures",
+             "targets", "notes"}
 
 
 def _pinning_line(pinning: str | None) -> str:
@@ -269,6 +305,98 @@ def _pinning_line(pinning: str | None) -> str:
     return (f"- CPUs: {pinning}, for every measurement (Docker's engine threads too, put back "
             "afterwards): each server gets the same cores whatever its threading, and dnsperf "
             "never competes with it (see benchmarks/cpus.py).")
+
+
+def _standard(servers: dict[str, Any]) -> bool:
+    """Summaries as Contender.summary() makes them (a dnsperf run per round)."""
+    keys = ("qps", "avg_ms", "p99_ms", "lost", "sent", "rcodes", "runs")
+    return all(isinstance(s, dict) and all(k in s for k in keys) for s in servers.values())
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _scalars(value: Any) -> bool:
+    """A short list of plain values (e.g. losses per run), shown joined."""
+    return isinstance(value, list) and len(value) <= 20 and all(_scalar(v) for v in value)
+
+
+def _generic_table(servers: dict[str, Any]) -> list[str]:
+    """Any per-server figures: one row per server, one column per scalar figure any has."""
+    columns: list[str] = []
+    for figures in servers.values():
+        for key, value in (figures.items() if isinstance(figures, dict) else []):
+            if _scalar(value) and key not in columns:
+                columns.append(key)
+    lines = ["| server | " + " | ".join(columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for label, figures in servers.items():
+        row = figures if isinstance(figures, dict) else {}
+        lines.append(f"| {label} | " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
+    return lines
+
+
+def _figures(figures: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for figure in figures:
+        note = f" ({figure['note']})" if figure.get("note") else ""
+        out.append(f"- {figure['name']}: **{_fmt(figure.get('value'), 3)}**{note}")
+    return out
+
+
+def section(key: str, result: dict[str, Any]) -> list[str]:
+    """One scenario's part of RESULTS.md, whatever the scenario (see STRUCTURE)."""
+    title = result.get("title") or TITLES.get(key) or key.replace("_", " ").capitalize()
+    out = ["", f"## {title}", ""]
+    if result["status"] != "ok":
+        out.append(f"{result['status']}: {result.get('reason', '')}")
+        return out
+    servers = result.get("servers")
+    if isinstance(servers, dict) and servers:
+        out += _server_table(servers) if _standard(servers) else _generic_table(servers)
+        if result.get("ratios"):
+            ratios = ", ".join(f"{name} = **{_fmt(value, 3)}**"
+                               for name, value in result["ratios"].items())
+            out += ["", f"QPS ratios: {ratios}"]
+        if result.get("cpu_ratios"):
+            cpu = ", ".join(f"{name} = {_fmt(value, 3)}"
+                            for name, value in result["cpu_ratios"].items())
+            out += ["", f"CPU-per-query ratios (above 1: the first is cheaper): {cpu}"]
+        if "new_names" in result:
+            out += ["", f"With the dead zone's only upstream marked down (after "
+                    f"{result['marked_after']} names): {result['answered']} of "
+                    f"{result['new_names']} new names answered ({result['rcodes']}), p50 "
+                    f"**{_fmt(result['p50_ms'])} ms**, p99 {_fmt(result['p99_ms'])} ms, max "
+                    f"**{_fmt(result['max_ms'])} ms**; the flood beside dnsperf sent "
+                    f"{result['flood_sent']:,} dead-zone queries."]
+    elif key == "propagation":
+        out.append(f"{result['starts']} starts, {result['missed']} never answered: "
+                   f"p50 **{_fmt(result['p50_ms'])} ms**, p99 **{_fmt(result['p99_ms'])} ms**"
+                   f", max {_fmt(result['max_ms'])} ms")
+    if key not in TITLES or key in ("capacity", "hosts_scale", "swarm_calls"):
+        values = {k: v if _scalar(v) else ", ".join(_fmt(x) for x in v)
+                  for k, v in result.items()
+                  if k not in STRUCTURE and (_scalar(v) or _scalars(v))}
+        if values:
+            out += ["", "| figure | value |", "|---|---:|"]
+            out += [f"| {k} | {_fmt(v, 3)} |" for k, v in values.items()]
+    if result.get("figures"):
+        out += ["", *_figures(result["figures"])]
+    for target in goals.normalize(result.get("targets"), key):
+        met = {True: "met", False: "**missed**", None: "not measured"}[target["met"]]
+        out += ["", f"Target: {target['name']} {target['goal']}: measured "
+                f"{_fmt(target['measured'], 3)}, {met}."]
+    for note in result.get("notes", []):
+        out += ["", f"Note: {note}"]
+    # One blank line between blocks, whichever blocks this result had.
+    return [line for number, line in enumerate(out)
+            if line or number == 0 or out[number - 1]]
+
+
+def _versions(m: dict[str, Any]) -> str:
+    names = ("dnsperf", "dnsmasq", "knot", "unbound", "nsd", "docker")
+    return ", ".join(f"{n} {m[n]}" for n in names if m.get(n) not in (None, "unknown"))
 
 
 def markdown(document: dict[str, Any]) -> str:
@@ -282,13 +410,14 @@ def markdown(document: dict[str, Any]) -> str:
         "",
         f"- Date: {document['date']}" + (" (smoke run: numbers meaningless)"
                                          if settings["smoke"] else ""),
-        f"- Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}, "
-        f"dnsperf {m['dnsperf']}, dnsmasq {m['dnsmasq']}, Docker {m['docker']}",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}; "
+        + _versions(m),
         f"- Load average (1 min) before / after: {load['before']:.2f} / {load['after']:.2f}",
         f"- Each server: {settings['rounds']} rounds × {settings['seconds']:g} s of `dnsperf -c "
         f"{settings['clients']} -T {settings['threads']}` ({settings['outstanding']} queries "
-        "outstanding, dnsperf's default), servers alternating within each round; figures are "
-        "medians over the rounds, ratios the median of the per-round ratios.",
+        "outstanding, dnsperf's default, unless a scenario says otherwise), servers alternating "
+        "within each round; figures are medians over the rounds, ratios the median of the "
+        "per-round ratios.",
         "- dnsperf runs on the same machine: compare the ratios, not the absolute numbers. "
         "CPU µs/query is each server's own cost (dockerd's "
         "for Docker's resolver), and *cores used* (CPU per query × QPS) below "
@@ -301,43 +430,34 @@ def markdown(document: dict[str, Any]) -> str:
         "|---|---|---:|---|",
     ]
     for t in document["targets"]:
-        met = {True: "yes", False: f"**no**: {t['shortfall']}", None: "not measured"}[t["met"]]
+        no = f"**no**: {t['shortfall']}" if t["shortfall"] else "**no**"
+        met = {True: "yes", False: no, None: "not measured"}[t["met"]]
         out.append(f"| {t['name']} | {t['goal']} | {_fmt(t['value'], 3)} | {met} |")
     missed = [t for t in document["targets"] if t["met"] is False]
     if missed:
         out += ["", "### Missed targets", ""]
         for t in missed:
-            out += [f"- **{t['name']}**: {t['shortfall']}.", f"  Why: {t['why']}",
-                    f"  What would close it: {t['closes']}"]
-    for key, title in TITLES.items():
-        result = document["scenarios"].get(key)
-        if result is None:
-            continue
-        out += ["", f"## {title}", ""]
-        if result["status"] != "ok":
-            out.append(f"{result['status']}: {result.get('reason', '')}")
-            continue
-        if "servers" in result:
-            out += _server_table(result["servers"])
-            ratios = ", ".join(f"{name} = **{value:.3f}**"
-                               for name, value in result["ratios"].items())
-            cpu = ", ".join(f"{name} = {_fmt(value, 3)}"
-                            for name, value in result.get("cpu_ratios", {}).items())
-            out += ["", f"QPS ratios: {ratios}",
-                    "", f"CPU-per-query ratios (above 1: the first is cheaper): {cpu}"]
-            if "new_names" in result:
-                out += ["", f"With the dead zone's only upstream marked down (after "
-                        f"{result['marked_after']} names): {result['answered']} of "
-                        f"{result['new_names']} new names answered ({result['rcodes']}), p50 "
-                        f"**{_fmt(result['p50_ms'])} ms**, p99 {_fmt(result['p99_ms'])} ms, max "
-                        f"**{_fmt(result['max_ms'])} ms**; the flood beside dnsperf sent "
-                        f"{result['flood_sent']:,} dead-zone queries."]
-        else:
-            out.append(f"{result['starts']} starts, {result['missed']} never answered: "
-                       f"p50 **{_fmt(result['p50_ms'])} ms**, p99 **{_fmt(result['p99_ms'])} ms**"
-                       f", max {_fmt(result['max_ms'])} ms")
-        for note in result.get("notes", []):
-            out += ["", f"Note: {note}"]
+            out.append(f"- **{t['name']}**" + (f": {t['shortfall']}." if t["shortfall"] else ""))
+            if t["why"]:
+                out.append(f"  Why: {t['why']}")
+            if t["closes"]:
+                out.append(f"  What would close it: {t['closes']}")
+    reported = [(key, f) for key, r in document["scenarios"].items()
+                for f in (r.get("figures") or [] if r.get("status") == "ok" else [])]
+    if reported:
+        out += ["", "## Reported figures (no goal)", "", "| scenario | figure | value | note |",
+                "|---|---|---:|---|"]
+        out += [f"| {key} | {f['name']} | {_fmt(f.get('value'), 3)} | {f.get('note', '')} |"
+                for key, f in reported]
+    if document.get("plot"):
+        out += ["", "## QPS and p99 per scenario and server", "",
+                f"![QPS and p99 latency per scenario and server]({document['plot']})"]
+    for key, result in document["scenarios"].items():
+        try:
+            out += section(key, result)
+        except Exception as err:  # one odd result must not cost the run its report
+            out += ["", f"## {key}", "", f"(could not be rendered: {type(err).__name__}: {err}; "
+                    "see results.json)"]
     out += history.markdown(document)
     out.append("")
     return "\n".join(out)

@@ -1,5 +1,6 @@
-"""``python3 -m benchmarks.run``: every scenario of issue 6 in one run, then RESULTS.md and
-results.json. ``--smoke`` is the short run CI makes to prove the harness still works.
+"""``python3 -m benchmarks.run``: every scenario of benchmarks/catalog.py in one run, then
+RESULTS.md, results.json and results.png. ``--smoke`` is the short run CI makes to prove the
+harness still works.
 
 All traffic stays on loopback and inside containers the harness makes; every dockdns started
 here forwards only to a dnsmasq the harness runs on loopback.
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cpus, dnsperf, history, report, scenarios
+from benchmarks import catalog, cpus, dnsperf, goals, history, plot, report, scenarios
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,8 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m benchmarks.run", description=__doc__)
     parser.add_argument("--smoke", action="store_true",
                         help="a second per server and one round: proves the harness works")
-    parser.add_argument("--scenario", action="append", choices=sorted(scenarios.SCENARIOS),
+    parser.add_argument("--scenario", "--only", action="append",
+                        choices=list(catalog.SCENARIOS),
                         help="run only this scenario (repeatable; default: all)")
+    parser.add_argument("--skip", action="append", choices=list(catalog.SCENARIOS),
+                        help="leave this scenario out (repeatable)")
     parser.add_argument("--seconds", type=float, help="length of each dnsperf run")
     parser.add_argument("--rounds", type=int, help="how often each server is measured")
     parser.add_argument("--starts", type=int, help="container starts for propagation")
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = args.seconds or preset["seconds"]
     rounds = args.rounds or int(preset["rounds"])
     starts = args.starts or int(preset["propagation_starts"])
-    selected = args.scenario or list(scenarios.SCENARIOS)
+    selected = catalog.select(args.scenario, args.skip)
     load_before = os.getloadavg()[0]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="dockdns-bench-") as work:
@@ -61,7 +65,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in selected:
                 print(f"== {name}", file=sys.stderr, flush=True)
                 try:
-                    results[name] = scenarios.SCENARIOS[name](ctx)
+                    result = catalog.SCENARIOS[name](ctx)
+                    if not isinstance(result, dict) or "status" not in result:
+                        raise TypeError(f"the scenario returned {type(result).__name__}, not "
+                                        "a dict with a status")
+                    results[name] = result
                 except scenarios.Skip as skip:
                     results[name] = {"status": "skipped", "reason": str(skip)}
                 except Exception as err:
@@ -75,7 +83,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load": {"before": load_before, "after": os.getloadavg()[0]},
         "settings": {"smoke": args.smoke, "seconds": seconds, "rounds": rounds,
                      "propagation_starts": starts, "clients": dnsperf.CLIENTS,
-                     "threads": dnsperf.THREADS, "outstanding": 100,
+                     "threads": dnsperf.THREADS, "outstanding": dnsperf.OUTSTANDING,
                      "pinning": pinning.describe() if pinning else None},
         "targets": report.target_dicts(found),
         "scenarios": results,
@@ -84,12 +92,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _one_line(result: dict[str, Any]) -> str:
     if result["status"] != "ok":
-        return f"{result['status']}: {result['reason']}"
+        return f"{result['status']}: {result.get('reason', '')}"
+    parts = []
     if "servers" in result:
-        qps = ", ".join(f"{label} {s['qps']:,} qps" for label, s in result["servers"].items())
-        ratios = ", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items())
-        return f"{qps}; {ratios}"
-    return f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+        parts.append(", ".join(f"{label} {s['qps']:,} qps" for label, s in
+                               result["servers"].items()
+                               if isinstance(s, dict) and isinstance(s.get("qps"), int)))
+        parts.append(", ".join(f"{k} {v:.3f}" for k, v in result.get("ratios", {}).items()
+                               if isinstance(v, int | float)))
+    elif "p99_ms" in result:
+        parts.append(f"p50 {result.get('p50_ms')} ms, p99 {result['p99_ms']} ms")
+    for target in goals.normalize(result.get("targets"), ""):
+        parts.append(f"{target['name'].lstrip(': ')}: {target['measured']} "
+                     f"({'met' if target['met'] else 'not met'})")
+    return "; ".join(part for part in parts if part) or "ok"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,9 +118,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     document["history"] = history.extend(args.out / "results.json", document,
                                          args.history_from)
     args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        document["plot"] = plot.write(document, args.out / plot.NAME)
+    except Exception:  # the figures are in results.json whatever the plot does
+        traceback.print_exc()
+        document["plot"] = None
     (args.out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     (args.out / "RESULTS.md").write_text(report.markdown(document))
-    print(f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results.json'}", file=sys.stderr)
+    if document["plot"]:
+        drawn = f" and {args.out / plot.NAME}"
+    elif not plot.available():
+        drawn = " (no plot: matplotlib is not installed; pip install '.[bench]')"
+    else:
+        drawn = " (no plot: no scenario measured servers with dnsperf)"
+    print(f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results.json'}{drawn}",
+          file=sys.stderr)
     errors = [name for name, r in document["scenarios"].items() if r["status"] == "error"]
     if errors:
         print(f"benchmarks: scenarios failed: {', '.join(errors)}", file=sys.stderr)

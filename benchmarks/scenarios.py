@@ -1,6 +1,7 @@
-"""The scenarios of issue 6. Each starts its servers, checks they give the expected answers, then
-measures them with dnsperf, alternating the servers round by round so that machine noise falls
-on all of them alike, and returns a JSON-ready summary."""
+"""The scenarios of issue 6 and the pieces every scenario uses (Context, Contender, alternate,
+expect). Each starts its servers, checks they give the expected answers, then measures them with
+dnsperf, alternating the servers round by round so that machine noise falls on all of them alike,
+and returns a JSON-ready summary. benchmarks/catalog.py lists them all by name."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import dnslib
 
-from benchmarks import cpus, dnsperf, engine, servers, workload
+from benchmarks import cpus, dnsperf, engine, goals, reference, servers, workload
 from benchmarks.servers import Server
 
 LOOPBACK = "127.0.0.1"
@@ -66,14 +67,25 @@ class Contender:
     server: Server
     queries: Path
     runs: list[dnsperf.PerfResult] = field(default_factory=list)
+    # Queries in flight at most (dnsperf's -q); None: dnsperf's default, the usual load.
+    outstanding: int | None = None
+    # A new query file for each measured run (given the run's number), used once and removed:
+    # for mixes that must never repeat a name (forwarded misses). The warm-up pass uses
+    # ``queries``. With it, a run also ends when the file is used up (dnsperf -n 1).
+    fresh: Callable[[int], Path] | None = None
 
     def measure(self, seconds: float, plan: cpus.Plan | None) -> None:
+        queries = self.fresh(len(self.runs)) if self.fresh else self.queries
         with cpus.pinned(self.server.pids, plan.servers if plan else None):
             before = self.server.cpu_seconds()
-            result = dnsperf.run(self.server.host, self.server.port, self.queries, seconds,
+            result = dnsperf.run(self.server.host, self.server.port, queries, seconds,
+                                 passes=1 if self.fresh else None,
                                  netns_pid=self.server.netns_pid,
-                                 cpus=plan.client if plan else None)
+                                 cpus=plan.client if plan else None,
+                                 outstanding=self.outstanding)
             used = self.server.cpu_seconds() - before
+        if self.fresh:
+            queries.unlink()
         if result.completed:
             result.cpu_us_per_query = round(used * 1e6 / result.completed, 3)
         result.rss_mb = round(self.server.rss_mb(), 1)
@@ -110,7 +122,7 @@ def alternate(contenders: list[Contender], ctx: Context) -> dict[str, dict[str, 
     for contender in contenders:
         server = contender.server
         dnsperf.run(server.host, server.port, contender.queries, None, passes=1,
-                    netns_pid=server.netns_pid)
+                    netns_pid=server.netns_pid, outstanding=contender.outstanding)
     for number in range(ctx.rounds):
         order = contenders if number % 2 == 0 else contenders[::-1]
         for contender in order:
@@ -186,24 +198,58 @@ def upstream(ctx: Context) -> Iterator[Server]:
 # --- 1. local names ----------------------------------------------------------------------------
 
 def local_names(ctx: Context) -> dict[str, Any]:
-    """dockdns and dnsmasq serving the same 10,000-name hosts file, the same 1,000-name mix."""
+    """dockdns, dnsmasq, Knot DNS and Unbound serving the same 10,000 names (a hosts file, a zone,
+    local-data), the same 1,000-name mix. The targets are against dnsmasq; Knot (the cheapest C
+    server measured here) and Unbound are reported beside it."""
     hosts = workload.write_hosts(ctx.work / "hosts-10000", LOCAL_REGISTRY)
     names = [workload.local_name(i) for i in workload.mix_indexes(LOCAL_REGISTRY)]
     queries = workload.write_queries(ctx.work / "local-queries", names)
     probe = workload.local_name(0)
     check = samples(LOCAL_REGISTRY, workload.local_name, workload.address)
-    with servers.dockdns("dockdns", LOOPBACK, servers.free_port(),
-                         ["--hosts-file", str(hosts), *ctx.upstream], probe,
-                         ctx.log_dir) as dockdns, \
-            servers.dnsmasq("dnsmasq", LOOPBACK, servers.free_port(),
-                            [f"--addn-hosts={hosts}", "--local-ttl=600"], probe,
-                            ctx.log_dir) as dnsmasq:
-        for server in (dockdns, dnsmasq):
-            expect(server, check)
-        results = alternate([Contender("dockdns", dockdns, queries),
-                             Contender("dnsmasq", dnsmasq, queries)], ctx)
+    records = [(workload.local_name(i), workload.address(i)) for i in range(LOCAL_REGISTRY)]
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        contenders = [
+            Contender("dockdns", stack.enter_context(servers.dockdns(
+                "dockdns", LOOPBACK, servers.free_port(),
+                ["--hosts-file", str(hosts), *ctx.upstream], probe, ctx.log_dir)), queries),
+            Contender("dnsmasq", stack.enter_context(servers.dnsmasq(
+                "dnsmasq", LOOPBACK, servers.free_port(),
+                [f"--addn-hosts={hosts}", "--local-ttl=600"], probe, ctx.log_dir)), queries),
+        ]
+        if reference.installed(reference.KNOTD):
+            zone = reference.write_zone(
+                ctx.work / f"{workload.LOCAL_ZONE}.zone", workload.LOCAL_ZONE,
+                [(reference.relative(n, workload.LOCAL_ZONE), a) for n, a in records])
+            contenders.append(Contender("knot", stack.enter_context(reference.knot(
+                "knot", LOOPBACK, servers.free_port(), {workload.LOCAL_ZONE: zone}, probe,
+                ctx.log_dir)), queries))
+        else:
+            notes.append("Knot DNS is not installed (Debian package knot): not measured")
+        if reference.installed(reference.UNBOUND):
+            contenders.append(Contender("unbound", stack.enter_context(reference.unbound(
+                "unbound", LOOPBACK, servers.free_port(), (LOOPBACK, ctx.upstream_port),
+                [f'local-zone: "{workload.LOCAL_ZONE}." static', *reference.local_data(records)],
+                probe, ctx.log_dir)), queries))
+        else:
+            notes.append("Unbound is not installed (Debian package unbound): not measured")
+        for contender in contenders:
+            expect(contender.server, check)
+        results = alternate(contenders, ctx)
+    ratios: dict[str, float] = {}
+    cpu_ratios: dict[str, float | None] = {}
+    for other in [c.label for c in contenders[1:]]:
+        compared = compare(results, "dockdns", other)
+        ratios.update(compared["ratios"])
+        cpu_ratios.update(compared["cpu_ratios"])
+    figures = [goals.figure(f"CPU per query vs {other} ({other}'s / dockdns's; 1 = as cheap)",
+                            cpu_ratios.get(f"dockdns/{other}"),
+                            "toward Knot: the cheapest C server measured" if other == "knot"
+                            else "")
+               for other in ("knot", "unbound") if f"dockdns/{other}" in cpu_ratios]
     return {"status": "ok", "registry_names": LOCAL_REGISTRY, "mix_names": len(set(names)),
-            "servers": results, **compare(results, "dockdns", "dnsmasq")}
+            "servers": results, "ratios": ratios, "cpu_ratios": cpu_ratios,
+            "figures": figures, "notes": notes}
 
 
 # --- 2. cache hits on forwarded names ---------------------------------------------------------
@@ -588,14 +634,3 @@ def dead_upstream(ctx: Context) -> dict[str, Any]:
         "ratios": {"flooded/alone": round(ratio, 3)},
         "cpu_ratios": {},
     }
-
-
-SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "local_names": local_names,
-    "cache_hits": cache_hits,
-    "container_names": container_names,
-    "registry_scaling": registry_scaling,
-    "workers": workers,
-    "propagation": propagation,
-    "dead_upstream": dead_upstream,
-}

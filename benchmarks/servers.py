@@ -139,8 +139,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def _process(name: str, argv: list[str], host: str, port: int, probe: str, log_dir: Path,
-             ready_lines: int = 0) -> Iterator[tuple[subprocess.Popen[bytes], Server]]:
+def managed(name: str, argv: list[str], host: str, port: int, probe: str, log_dir: Path,
+            ready_lines: int = 0) -> Iterator[tuple[subprocess.Popen[bytes], Server]]:
+    """``argv`` started with its output in ``log_dir``, yielded once it answers ``probe`` on
+    ``host:port`` (and, with ``ready_lines``, once its log says "serving on" that often), and
+    stopped (SIGTERM, then SIGKILL) afterwards."""
     log = log_dir / f"{name}-{port}-{next(_LOG_NUMBERS)}.log"
     started = time.monotonic()
     with log.open("wb") as log_file:
@@ -175,7 +178,7 @@ def dockdns(name: str, host: str, port: int, args: list[str], probe: str, log_di
     if not docker:
         argv.append("--no-docker")
     # Only when several workers log "serving on" (at info level) is there something to count.
-    with _process(name, argv, host, port, probe, log_dir,
+    with managed(name, argv, host, port, probe, log_dir,
                   ready_lines=workers if workers > 1 else 0) as (process, server):
         if workers > 1:
             server.pids = children(process.pid)  # the workers do the work, not the supervisor
@@ -189,7 +192,7 @@ def dnsmasq(name: str, host: str, port: int, args: list[str], probe: str,
     argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
             f"--listen-address={host}", f"--port={port}", "--pid-file=",
             "--log-facility=-", *args]
-    with _process(name, argv, host, port, probe, log_dir) as (_, server):
+    with managed(name, argv, host, port, probe, log_dir) as (_, server):
         yield server
 
 

@@ -10,20 +10,35 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # python3.11-minimal and libpython3.11-stdlib: the interpreter `make image` puts in the image's
 # locally made base; docker-compose: Debian's Compose, which runs deploy/compose.yaml in the tests;
-# systemd: systemd-analyze, which verifies deploy/dockdns.service.
+# systemd: systemd-analyze, which verifies deploy/dockdns.service; knot, knot-dnsutils and nsd:
+# the benchmark's reference servers and forwarded-miss upstream (benchmarks/reference.py).
 debs=(docker.io busybox-static dnsutils dnsperf dnsmasq-base iproute2 util-linux procps
-      python3.11-minimal libpython3.11-stdlib docker-compose systemd dbus podman unbound openssl)
+      python3.11-minimal libpython3.11-stdlib docker-compose systemd dbus podman unbound openssl
+      knot knot-dnsutils nsd)
 missing=()
 for deb in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
+  # The servers installed here (unbound, knot, nsd, dnsmasq) are run by the tests and the
+  # benchmark on loopback ports of their own: none may start as a system service and take port
+  # 53. Debian's policy-rc.d hook refuses service starts while they are installed.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    made_policy=1
+    trap '$SUDO rm -f "$policy"' EXIT  # also if the install fails
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ -n "$made_policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# bench: matplotlib, for the benchmark's plot (benchmarks/plot.py), which the smoke test makes.
+python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 
 # A real systemd-resolved for tests/integration/test_resolved.py: Debian's package extracted into
 # a cache directory, never installed (the machine's resolver stays as it is); the tests run it in
