@@ -13,6 +13,7 @@ milliseconds and stall the loop that long.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Bytes compared, counted or split per C call: large enough that the Python around each call
@@ -70,19 +71,23 @@ def count_lines(data: bytes, start: int, end: int) -> int:
     return count
 
 
-def split_lines(data: bytes, start: int, end: int) -> list[bytes]:
-    """``data[start:end].split(b"\\n")``, a block at a time."""
-    lines: list[bytes] = []
+def line_blocks(data: bytes, start: int, end: int) -> Iterator[list[bytes]]:
+    """The lines of ``data[start:end].split(b"\\n")``, a block of bytes at a time: a long span
+    is never held as one list of line objects."""
     while end - start > BLOCK:
         cut = data.rfind(b"\n", start, start + BLOCK)
         if cut < 0:  # a line longer than a block: up to its end (the parser will skip it)
             cut = data.find(b"\n", start + BLOCK, end)
             if cut < 0:
                 break
-        lines.extend(data[start:cut].split(b"\n"))
+        yield data[start:cut].split(b"\n")
         start = cut + 1
-    lines.extend(data[start:end].split(b"\n"))
-    return lines
+    yield data[start:end].split(b"\n")
+
+
+def split_lines(data: bytes, start: int, end: int) -> list[bytes]:
+    """``data[start:end].split(b"\\n")``, a block at a time."""
+    return [line for block in line_blocks(data, start, end) for line in block]
 
 
 @dataclass(frozen=True, slots=True)

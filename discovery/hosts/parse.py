@@ -18,6 +18,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from discovery.registry.model import Record, gc_paused
 
@@ -69,35 +70,33 @@ def _address(text: str) -> Families | None:
 
 def _maker() -> Callable[[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str], Record]:
     """A function that makes a hosts record as ``Record(names=..., ipv4=..., ipv6=..., ptr=...,
-    origin=..., source="hosts")`` would, setting the slots through their descriptors: a frozen
-    dataclass's ``__init__`` goes through ``object.__setattr__`` for every field, twice the time.
-    Falls back to the constructor if a field has a default factory (nothing shared to copy)."""
+    origin=..., source="hosts")`` would, setting each slot through its descriptor: a frozen
+    dataclass's ``__init__`` goes through ``object.__setattr__`` for every field, three times
+    the time. Generated from the fields as they are (as dataclasses generates ``__init__``); the
+    plain constructor if a field has no default or a default factory."""
+    given = {"names": "names", "ipv4": "ipv4", "ipv6": "ipv6", "ptr": "ptr",
+             "origin": "origin", "source": "'hosts'"}
     fields = dataclasses.fields(Record)
-    ours = ("names", "ipv4", "ipv6", "ptr", "origin", "source")
-    if any(f.default is dataclasses.MISSING and f.name not in ours for f in fields):
+    if any(f.name not in given and f.default is dataclasses.MISSING for f in fields):
         def construct(names: tuple[str, ...], ipv4: tuple[str, ...], ipv6: tuple[str, ...],
                       ptr: str, origin: str) -> Record:
             return Record(names=names, ipv4=ipv4, ipv6=ipv6, ptr=ptr, origin=origin,
                           source="hosts")
         return construct
-    rest = [(getattr(Record, f.name).__set__, f.default) for f in fields if f.name not in ours]
-    set_names, set_v4, set_v6, set_ptr, set_origin, set_source = (
-        getattr(Record, name).__set__ for name in ours)
-    new = object.__new__
-
-    def make(names: tuple[str, ...], ipv4: tuple[str, ...], ipv6: tuple[str, ...], ptr: str,
-             origin: str) -> Record:
-        record: Record = new(Record)
-        set_names(record, names)
-        set_v4(record, ipv4)
-        set_v6(record, ipv6)
-        set_ptr(record, ptr)
-        set_origin(record, origin)
-        set_source(record, "hosts")
-        for setter, default in rest:
-            setter(record, default)
-        return record
-    return make
+    namespace: dict[str, Any] = {"new": object.__new__, "Record": Record}
+    lines = ["def make(names, ipv4, ipv6, ptr, origin):", "    record = new(Record)"]
+    for number, f in enumerate(fields):
+        namespace[f"set{number}"] = getattr(Record, f.name).__set__
+        value = given.get(f.name)
+        if value is None:
+            namespace[f"default{number}"] = f.default
+            value = f"default{number}"
+        lines.append(f"    set{number}(record, {value})")
+    lines.append("    return record")
+    exec("\n".join(lines), namespace)  # noqa: S102 - code made above from the field names
+    made: Callable[[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str], Record] = \
+        namespace["make"]
+    return made
 
 
 make_record = _maker()
@@ -121,9 +120,9 @@ def _parse_lines(lines: Sequence[str], origin: str, first: int,
     append = records.append
     problems: list[str] = []
     make = make_record
-    # One search over all the lines: the usual file is plain ASCII and skips the per-line check.
-    checked = any(_UNPRINTABLE.search(line) for line in lines) if len(lines) < 4 else \
-        _UNPRINTABLE.search("\n".join(lines)) is not None
+    # One search over all the lines (joined by a tab, which the check allows): the usual file is
+    # plain ASCII and skips the per-line check.
+    checked = _UNPRINTABLE.search(lines[0] if len(lines) == 1 else "\t".join(lines)) is not None
     # Written for million-line files: no per-line generator, one fast path per common case.
     for number, raw in enumerate(lines, start=first):
         if len(raw) > MAX_LINE:

@@ -16,9 +16,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from discovery.hosts.diff import BLOCK, changed_span, split_lines
+from discovery.hosts.diff import BLOCK, changed_span, common_prefix, line_blocks
 from discovery.hosts.parse import parse_lines
-from discovery.registry.model import Record
+from discovery.registry.model import Record, gc_paused
 
 # The largest file read: ~1.5 million lines of 40 bytes, far beyond any real hosts file, and a
 # bound on what one (perhaps sparse or runaway) file can make the daemon hold.
@@ -93,14 +93,40 @@ def _decode(lines: list[bytes]) -> list[str]:
     return b"\n".join(lines).decode("utf-8", "surrogateescape").split("\n")
 
 
-def _parse(lines: list[bytes], origin: str, first: int, numbered: bool, scan: Scan,
-           out: list[Record | None]) -> None:
-    for start in range(0, len(lines), PARSE_BATCH):
-        found, skipped = parse_lines(_decode(lines[start:start + PARSE_BATCH]), origin,
-                                     first + start, numbered)
-        out.extend(found)
-        scan.added.extend(record for record in found if record is not None)
-        scan.problems.extend(skipped)
+class _Merge:
+    """The changed span's new lines, in order: each line that was also among the old lines
+    takes one of their records back; the others are parsed, a batch at a time."""
+
+    def __init__(self, scan: Scan, origin: str, numbered: bool, first: int,
+                 kept: dict[bytes, list[Record | None]]) -> None:
+        self.scan, self.origin, self.numbered, self.kept = scan, origin, numbered, kept
+        self.lines: list[Record | None] = []
+        self._run: list[bytes] = []  # new lines not matched, parsed together
+        self._next = first + 1  # the line number of the next new line
+
+    def add(self, block: list[bytes]) -> None:
+        kept, run, lines = self.kept, self._run, self.lines
+        for line in block:
+            reuse = kept.get(line)
+            if reuse:
+                self.flush()
+                lines.append(reuse.pop())
+            else:
+                run.append(line)
+                if len(run) >= PARSE_BATCH:
+                    self.flush()
+            self._next += 1
+
+    def flush(self) -> None:
+        run = self._run
+        if not run:
+            return
+        found, skipped = parse_lines(_decode(run), self.origin, self._next - len(run),
+                                     self.numbered)
+        self.lines.extend(found)
+        self.scan.added.extend(record for record in found if record is not None)
+        self.scan.problems.extend(skipped)
+        run.clear()
 
 
 def _copy(items: list[Record | None], start: int, stop: int, out: list[Record | None]) -> None:
@@ -111,38 +137,38 @@ def _copy(items: list[Record | None], start: int, stop: int, out: list[Record | 
 def compare(path: Path, base: FileState, data: bytes, now: Stamp | None,
             numbered: bool = False) -> Scan:
     """The scan of ``path`` whose bytes are now ``data``, against its state ``base``."""
+    # No cyclic collection meanwhile: a first read makes millions of acyclic objects.
+    with gc_paused():
+        return _compare(path, base, data, now, numbered)
+
+
+def _compare(path: Path, base: FileState, data: bytes, now: Stamp | None,
+             numbered: bool) -> Scan:
     scan = Scan(path, base)
-    origin = str(path)
-    if data == base.data and base.loaded:
+    if base.loaded and len(data) == len(base.data) and \
+            common_prefix(data, base.data) == len(data):  # in blocks, unlike ==
         scan.state = FileState(base.data, base.lines, now, True)
         return scan
     span = changed_span(base.data, data, len(base.lines))
-    old = split_lines(base.data, *span.old_bytes)
-    new = split_lines(data, *span.new_bytes)
     old_records = base.lines[span.first:span.old_stop]
     # Lines on both sides of the span (a line moved, or equal at its edges) keep their records:
     # the registry hears only of lines that are really new or gone.
     kept: dict[bytes, list[Record | None]] = {}
-    for line, record in zip(old, old_records, strict=True):
-        kept.setdefault(line, []).append(record)
-    middle: list[Record | None] = []
-    run: list[bytes] = []  # new lines not matched, parsed together
-    for index, line in enumerate(new):
-        reuse = kept.get(line)
-        if reuse:
-            if run:  # line numbers count from 1: the run's first is line first + index - len + 1
-                _parse(run, origin, span.first + index - len(run) + 1, numbered, scan, middle)
-                run = []
-            middle.append(reuse.pop())
-        else:
-            run.append(line)
-    if run:
-        _parse(run, origin, span.first + len(new) - len(run) + 1, numbered, scan, middle)
+    at = 0
+    for block in line_blocks(base.data, *span.old_bytes):
+        for line in block:
+            kept.setdefault(line, []).append(old_records[at])
+            at += 1
+    assert at == len(old_records), (at, len(old_records))
+    merge = _Merge(scan, str(path), numbered, span.first, kept)
+    for block in line_blocks(data, *span.new_bytes):
+        merge.add(block)
+    merge.flush()
     scan.removed = [record for records in kept.values() for record in records
                     if record is not None]
     lines: list[Record | None] = []
     _copy(base.lines, 0, span.first, lines)
-    lines.extend(middle)
+    lines.extend(merge.lines)
     _copy(base.lines, span.old_stop, len(base.lines), lines)
     scan.state = FileState(data, lines, now, True)
     return scan
