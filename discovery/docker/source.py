@@ -8,6 +8,12 @@ marks what it concerns as stale; a refresher on the loop re-inspects the stale c
 worker thread and publishes the result, so every published state was read after the event that
 caused it.
 
+What is published is a delta per container (``Registry.change``): the records and client entries
+of the containers that changed, taken away and added, never the whole part. Events that arrive
+together (a ``docker compose down``) become one change: a stop is published ``DEBOUNCE`` after
+it, with every other that came meanwhile, and the refresher waits as long before it reads what
+events marked, so that a burst of starts is inspected and published together.
+
 When the engine goes away the last registry part stays in place (answers keep coming), and the
 source reconnects with exponential backoff capped at ``MAX_BACKOFF``; the next session lists
 everything again and replaces the part whole, which prunes containers that did not come back.
@@ -23,6 +29,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -41,7 +48,7 @@ from discovery.docker.inspection import (
     cross_records,
     network_from_inspect,
 )
-from discovery.registry.model import Network, SourcePart
+from discovery.registry.model import Client, Network, Record, SourcePart
 from discovery.registry.registry import Registry
 
 log = logging.getLogger("dockdns.docker")
@@ -59,6 +66,11 @@ _RFC3339 = re.compile(r"(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fractio
                       r"(?P<zone>Z|[+-]\d\d:\d\d)")
 
 
+# How long events are gathered into one registry change. The engine reports the events of one
+# command (compose up/down of many containers) within a few milliseconds of each other; 5 ms
+# merges those and stays far below the time a name may take to show (a start is answered well
+# within 100 ms: this plus one inspect), while a change costs well under a millisecond anyway.
+DEBOUNCE = 0.005
 # Container events after which it certainly does not run ("remove": Podman's "destroy").
 STOPPED_ACTIONS = frozenset({"die", "stop", "destroy", "remove"})
 # How Podman's Docker-compatible API names itself in /version's Components.
@@ -139,6 +151,19 @@ class DockerSource:
         self._entries: dict[str, ContainerEntries] = {}
         self._stale_containers: set[str] = set()
         self._stale_networks = False
+        # What the registry holds from this source (per container, networks, joined records),
+        # and the containers whose entries may differ from it: ``_flush`` publishes the delta.
+        self._published: dict[str, ContainerEntries] = {}
+        self._published_networks: dict[str, Network] = {}
+        self._published_cross: tuple[Record, ...] = ()
+        self._dirty: set[str] = set()
+        self._networks_dirty = False
+        self._flush_handle: asyncio.TimerHandle | None = None
+        # Published containers that take part in ``cross_records`` (a proxy, its backends, a
+        # legacy link), and those of them with links: the joined records are made again only
+        # when one of those changes (with links: any container, a link may name it).
+        self._joined: set[str] = set()
+        self._linking: set[str] = set()
         self._wake = asyncio.Event()
         self._pump: EventPump | None = None
         # Set per session from /version: Podman's own names (``NAME.dns.podman``) are added.
@@ -252,7 +277,8 @@ class DockerSource:
                 # restart shows up as a later start event.
                 self._containers.pop(event.actor, None)
                 self._entries.pop(event.actor, None)
-                self._publish()
+                self._dirty.add(event.actor)
+                self._flush_soon()
             self._stale_containers.add(event.actor)
         else:
             self._stale_networks = True
@@ -281,6 +307,7 @@ class DockerSource:
     async def _refresh_loop(self, api: EngineAPI) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(DEBOUNCE)  # what else the same command reports comes too
             self._wake.clear()
             ids, networks = self.take_stale()
             try:
@@ -307,11 +334,14 @@ class DockerSource:
     def apply(self, new_networks: dict[str, Network] | None,
               containers: dict[str, Inspect | None]) -> None:
         """Apply what a refresh read (``fetch``) and publish the result."""
-        if new_networks is not None:
+        if new_networks is not None and new_networks != self._networks:
             self._networks = new_networks
-            # Entries depend on the networks (their drivers): rebuild all.
+            # Entries depend on the networks (their drivers): make all again (a connect or
+            # disconnect lists the networks too, but leaves them as they were).
             self._entries = {cid: self._entries_for(data)
                              for cid, data in self._containers.items()}
+            self._dirty.update(self._entries)
+            self._networks_dirty = True
         for container_id, data in containers.items():
             if data is None or not (data.get("State") or {}).get("Running"):
                 self._containers.pop(container_id, None)
@@ -319,7 +349,8 @@ class DockerSource:
             else:
                 self._containers[container_id] = data
                 self._entries[container_id] = self._entries_for(data)
-        self._publish()
+            self._dirty.add(container_id)
+        self._flush()
 
     async def _ping_loop(self, api: docker.APIClient) -> None:
         while True:
@@ -343,7 +374,7 @@ class DockerSource:
         self._networks = listing.networks
         self._containers = listing.containers
         self._entries = {cid: self._entries_for(data) for cid, data in self._containers.items()}
-        self._publish()
+        self._publish_all()
 
     def set_include_unhealthy(self, include: bool,
                               compat: tuple[str, ...] | None = None) -> None:
@@ -353,7 +384,7 @@ class DockerSource:
             self.compat = compat
             self._entries = {cid: self._entries_for(data)
                              for cid, data in self._containers.items()}
-            self._publish()
+            self._publish_all()
 
     def part(self) -> SourcePart:
         entries = [self._entries[cid] for cid in sorted(self._entries)]
@@ -364,8 +395,89 @@ class DockerSource:
             clients=tuple(c for e in entries for c in e.clients),
         )
 
-    def _publish(self) -> None:
-        self.registry.update(self.name, self.part())
+    def _publish_all(self) -> None:
+        """Publish after a change of everything (a listing): each container is compared."""
+        self._dirty.update(self._published)
+        self._dirty.update(self._entries)
+        self._networks_dirty = True
+        if self.name not in self.registry.sources():
+            # The first publication: the part, even an empty one, shows the engine was read.
+            self.registry.update(self.name, SourcePart())
+        self._flush()
+
+    def _flush_soon(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven without a loop (tests, commands): at once
+            self._flush()
+            return
+        if self._flush_handle is None:
+            self._flush_handle = loop.call_later(DEBOUNCE, self._flush)
+
+    def _flush(self) -> None:
+        """Publish what changed since the last publication, as one delta."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        added: list[Record] = []
+        removed: list[Record] = []
+        added_clients: list[Client] = []
+        removed_clients: list[Client] = []
+        dirty, self._dirty = self._dirty, set()
+        joins = self._networks_dirty or bool(self._linking and dirty)
+        for cid in dirty:
+            old = self._published.get(cid)
+            new = self._entries.get(cid)
+            if old == new:
+                continue
+            if cid in self._joined or (new is not None and _joins(new)):
+                joins = True
+                self._joined.discard(cid)
+                self._linking.discard(cid)
+                if new is not None and _joins(new):
+                    self._joined.add(cid)
+                    if new.links:
+                        self._linking.add(cid)
+            if old is not None:
+                removed.extend(old.records)
+                removed_clients.extend(old.clients)
+                del self._published[cid]
+            if new is not None:
+                added.extend(new.records)
+                added_clients.extend(new.clients)
+                self._published[cid] = new
+        gone_networks: list[Network] = []
+        new_networks: list[Network] = []
+        if self._networks_dirty:
+            self._networks_dirty = False
+            published = self._published_networks
+            gone_networks = [n for name, n in published.items() if self._networks.get(name) != n]
+            new_networks = [n for name, n in self._networks.items() if published.get(name) != n]
+            self._published_networks = dict(self._networks)
+        cross = self._cross_records() if joins else self._published_cross
+        if cross != self._published_cross:
+            have, want = Counter(self._published_cross), Counter(cross)
+            removed.extend((have - want).elements())
+            added.extend((want - have).elements())
+            self._published_cross = cross
+        self.registry.change(
+            self.name,
+            added=SourcePart(tuple(new_networks), tuple(added), tuple(added_clients)),
+            removed=SourcePart(tuple(gone_networks), tuple(removed), tuple(removed_clients)))
+
+    def _cross_records(self) -> tuple[Record, ...]:
+        """The records that join containers (``cross_records``), from only the containers that
+        can be part of one: a proxy and its backends; with a legacy link, all (a link names
+        any container)."""
+        if self._linking:
+            joined = [self._published[cid] for cid in sorted(self._published)]
+        else:
+            joined = [self._published[cid] for cid in sorted(self._joined)]
+        return cross_records(joined, self._networks) if joined else ()
+
+
+def _joins(entries: ContainerEntries) -> bool:
+    return bool(entries.proxy or entries.proxied or entries.links)
 
 
 # --- blocking engine calls (run in worker threads) ------------------------------------------

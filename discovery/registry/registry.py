@@ -1,86 +1,92 @@
-"""The registry: the parts every source reported, merged into one snapshot that is swapped whole."""
+"""The registry: what every source contributes, merged into one ``Snapshot`` that each delta
+changes in place (never rebuilt), and the listeners told of each change."""
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Callable
 
+from discovery.registry.index import Store, Touched, multiset_delta
 from discovery.registry.model import Snapshot, SourcePart
 
 log = logging.getLogger("dockdns.registry")
 
 Listener = Callable[[Snapshot], None]
-T = TypeVar("T")
+# Told what a change touched, so that what it derived (memos, views) forgets only that.
+ChangeListener = Callable[[Snapshot, Touched], None]
 NOTHING = SourcePart()
 
 
-def _without(items: tuple[T, ...], removed: Iterable[T]) -> tuple[T, ...]:
-    """``items`` less one occurrence of each of ``removed`` (a multiset difference: a hosts file
-    may hold the same line twice, and removing one leaves the other)."""
-    gone = Counter(removed)
-    if not gone:
-        return items
-    kept: list[T] = []
-    for item in items:
-        if gone.get(item, 0) > 0:
-            gone[item] -= 1
-        else:
-            kept.append(item)
-    return tuple(kept)
-
-
 class Registry:
-    """Owned by the event loop: sources call ``update`` from it, never from another thread."""
+    """Owned by the event loop: sources call ``update``/``change`` from it, never from another
+    thread. Each call changes ``snapshot`` within the call: readers on the loop never see half of
+    it."""
 
     def __init__(self) -> None:
-        self._parts: dict[str, SourcePart] = {}
         self._listeners: list[Listener] = []
+        self._change_listeners: list[ChangeListener] = []
         self.snapshot: Snapshot = Snapshot.empty()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def watch(self, listener: ChangeListener) -> None:
+        """Like ``subscribe``, with what each change touched; called before plain listeners."""
+        self._change_listeners.append(listener)
+
     def part(self, source: str) -> SourcePart | None:
-        return self._parts.get(source)
+        """What ``source`` contributes now, as a multiset (each item in the order it first
+        came); None for a source that never reported."""
+        store = self.snapshot.parts.get(source)
+        return None if store is None else store.part()
 
     def sources(self) -> list[str]:
-        return sorted(self._parts)
+        return sorted(self.snapshot.parts)
 
     def update(self, source: str, part: SourcePart) -> bool:
-        """Replace what ``source`` contributes; rebuild and publish only if something changed."""
-        if self._parts.get(source) == part:
-            return False
-        self._parts[source] = part
-        self._publish()
-        return True
+        """Replace what ``source`` contributes (for sources that publish whole parts): the
+        difference from what it contributed is applied as a delta. Publishes only if something
+        changed."""
+        store = self.snapshot.parts.get(source)
+        if store is None:
+            self.snapshot.parts[source] = Store()
+            touched = self.snapshot.apply(source, part, NOTHING)
+            touched.networks = True  # a new source: its listeners start over
+            self._publish(touched)
+            return True
+        gone_networks, new_networks = multiset_delta(part.networks, store.networks)
+        gone_records, new_records = multiset_delta(part.records, store.records)
+        gone_clients, new_clients = multiset_delta(part.clients, store.clients)
+        return self.change(source,
+                           SourcePart(tuple(new_networks), tuple(new_records), tuple(new_clients)),
+                           SourcePart(tuple(gone_networks), tuple(gone_records),
+                                      tuple(gone_clients)))
 
     def change(self, source: str, added: SourcePart = NOTHING,
                removed: SourcePart = NOTHING) -> bool:
         """Apply a delta to what ``source`` contributes: ``removed`` holds networks, records and
-        clients it contributed before (one occurrence each), ``added`` new ones. A source that
-        knows what changed (one container, one hosts line) says only that, instead of its whole
-        part. Publishes only if something changed."""
+        clients it contributed before (one occurrence each; what it does not hold is ignored),
+        ``added`` new ones. A source that knows what changed (one container, one hosts line)
+        says only that, instead of its whole part. Publishes only if something changed."""
         if not (added.networks or added.records or added.clients or removed.networks
                 or removed.records or removed.clients):
             return False
-        old = self._parts.get(source, NOTHING)
-        part = SourcePart(
-            networks=_without(old.networks, removed.networks) + added.networks,
-            records=_without(old.records, removed.records) + added.records,
-            clients=_without(old.clients, removed.clients) + added.clients,
-        )
-        return self.update(source, part)
+        touched = self.snapshot.apply(source, added, removed)
+        if not touched:
+            return False
+        self._publish(touched)
+        return True
 
     def remove(self, source: str) -> None:
-        if self._parts.pop(source, None) is not None:
-            self._publish()
+        touched = self.snapshot.drop(source)
+        if touched is not None:
+            self._publish(touched)
 
-    def _publish(self) -> None:
-        parts = [self._parts[name] for name in sorted(self._parts)]
-        self.snapshot = Snapshot.build(self.snapshot.generation + 1, parts)
+    def _publish(self, touched: Touched) -> None:
+        self.snapshot.generation += 1
         log.debug("registry generation %d: %d names", self.snapshot.generation,
                   self.snapshot.name_count())
+        for change_listener in self._change_listeners:
+            change_listener(self.snapshot, touched)
         for listener in self._listeners:
             listener(self.snapshot)

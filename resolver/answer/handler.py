@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from discovery.registry.model import Snapshot
+from discovery.registry.model import Snapshot, Touched
 from discovery.registry.registry import Registry
 from resolver.answer import chase
 from resolver.answer.chain import ForwardedReply, Trace
@@ -43,6 +43,35 @@ QueryLog = Callable[[bytes, bytes | None, str, bool, float], None]
 class Forwarder(Protocol):
     async def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
                       trace: Trace | None = None) -> ForwardedReply: ...
+
+
+def memo_names(query: wire.Query, domain: str | None,
+               local: LocalAnswer | None = None) -> tuple[str, ...]:
+    """The registry names a memoized answer to ``query`` depends on, for ``Memo.forget``: the
+    name asked, that name without --domain, an SRV question's target name (both ways), a PTR
+    question's address, and each CNAME target the answer went through. A change to a name
+    ``N`` on network ``NET`` forgets ``N`` and ``N.NET`` (``views.touched_names``): every
+    question that can find it has one of those among these."""
+    name = query.name
+    names = [name]
+    if domain and name.endswith("." + domain):
+        names.append(name[: -len(domain) - 1])
+    if name.startswith("_"):
+        parts = name.split(".", 2)
+        if len(parts) == 3:
+            rest = parts[2]
+            names.append(rest)
+            if domain and rest.endswith("." + domain):
+                names.append(rest[: -len(domain) - 1])
+    if query.qtype == wire.TYPE_PTR:
+        address = wire.reverse_pointer_address(query.labels)
+        if address is not None:
+            names.append(address)
+    if local is not None:
+        names.extend(r.cname.lower() for r in local.records if r.cname)
+        if local.chase is not None:
+            names.append(local.chase.lower())
+    return tuple(names)
 
 
 def answer_orders(answers: Sequence[bytes], shuffle: bool) -> list[Sequence[bytes]]:
@@ -74,7 +103,7 @@ class QueryHandler:
         # Set while dockdns is registered with systemd-resolved (resolver/resolved/guard.py).
         self.guard: LoopGuard | None = None
         self.views = self._views_for(registry.snapshot)
-        registry.subscribe(self.on_snapshot)
+        registry.watch(self.on_change)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -86,8 +115,14 @@ class QueryHandler:
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         # A new view table drops every memoized answer with the old views: nothing answered
-        # from here on can come from the previous snapshot.
+        # from here on can come from before.
         self.views = self._views_for(snapshot)
+
+    def on_change(self, snapshot: Snapshot, touched: Touched) -> None:
+        """The registry changed: forget the memo entries and client views it touched (a change
+        of the networks, or one too big to list, makes a new table)."""
+        if snapshot is not self.views.snapshot or not self.views.changed(touched):
+            self.on_snapshot(snapshot)
 
     def reconfigure(self, settings: AnswerSettings) -> None:
         self.settings = settings
@@ -134,7 +169,7 @@ class QueryHandler:
             slot = self.stats.slot(query.qtype, wire.REFUSED, SOURCE_ERROR)
             self.stats.counts[slot] += 1
             refused = wire.error_reply(query, packet, wire.REFUSED)
-            if query.memoizable:
+            if query.memoizable:  # depends on no name: the client's view is dropped instead
                 view.remember(packet[2:],
                               MemoEntry(NEVER_EXPIRES, itertools.repeat(refused[2:]), slot, None),
                               tcp, len(refused))
@@ -176,7 +211,8 @@ class QueryHandler:
             view.remember(packet[2:], MemoEntry(forwarded.memo_until,
                                                 itertools.repeat(forwarded.reply[2:]),
                                                 self.stats.memo_slot(slot), forwarded.renew),
-                          tcp, len(forwarded.reply) + (RENEWAL_OVERHEAD if forwarded.renew else 0))
+                          tcp, len(forwarded.reply) + (RENEWAL_OVERHEAD if forwarded.renew else 0),
+                          memo_names(query, self.settings.domain))
         return forwarded.reply
 
     def _guarded(self, packet: bytes, query: wire.Query, view: View, tcp: bool) -> bytes | None:
@@ -198,7 +234,8 @@ class QueryHandler:
         self.stats.counts[slot] += 1
         if query.memoizable:
             view.remember(packet[2:], MemoEntry(NEVER_EXPIRES, itertools.repeat(reply[2:]),
-                                                self.stats.memo_slot(slot), None), tcp, len(reply))
+                                                self.stats.memo_slot(slot), None), tcp, len(reply),
+                          memo_names(query, self.settings.domain))
         return packet[:2] + reply[2:]
 
     def _reply_local(self, packet: bytes, query: wire.Query, local: LocalAnswer, view: View,
@@ -213,7 +250,8 @@ class QueryHandler:
             view.remember(packet[2:], MemoEntry(NEVER_EXPIRES,
                                                 itertools.cycle([r[2:] for r in replies]),
                                                 self.stats.memo_slot(slot), None), tcp,
-                          sum(len(r) for r in replies))
+                          sum(len(r) for r in replies), memo_names(query, self.settings.domain,
+                                                                   local))
         return replies[0]
 
     async def _reply_chased(self, packet: bytes, query: wire.Query, local: LocalAnswer,
@@ -232,7 +270,8 @@ class QueryHandler:
         if forwarded.memo_until is not None and query.memoizable:
             # Valid as long as the forwarded part is; its renewal would render only that part.
             view.remember(packet[2:], MemoEntry(forwarded.memo_until, itertools.repeat(reply[2:]),
-                                                self.stats.memo_slot(slot), None), tcp, len(reply))
+                                                self.stats.memo_slot(slot), None), tcp, len(reply),
+                          memo_names(query, self.settings.domain, local))
         return reply
 
     async def answer(self, packet: bytes, client: str, tcp: bool) -> bytes | None:

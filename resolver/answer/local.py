@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from discovery.registry.model import NameSet, PtrEntry, Record, Snapshot
+from discovery.registry.model import Group, NameSet, Record, Snapshot
 from resolver.dns import wire
 
 # The name every client may ask for its own network's gateway (Docker Desktop's convention).
@@ -63,8 +63,8 @@ def _visible_part(found: NameSet, networks: Sequence[str]) -> NameSet | None:
         return found
     if not records:
         return None
-    return NameSet(records, tuple(dict.fromkeys(a for r in records for a in r.ipv4)),
-                   tuple(dict.fromkeys(a for r in records for a in r.ipv6)))
+    return Group(records, tuple(dict.fromkeys(a for r in records for a in r.ipv4)),
+                 tuple(dict.fromkeys(a for r in records for a in r.ipv6)))
 
 
 def _has(found: NameSet, family: int) -> bool:
@@ -161,15 +161,17 @@ def _address_answer(found: Found, family: int, ttl: int) -> LocalAnswer:
 
 def _ptr_answer(snapshot: Snapshot, networks: Sequence[str], address: str,
                 ttl: int) -> LocalAnswer | None:
-    entries = snapshot.ptr.get(address)
-    if not entries:
+    held = snapshot.ptr_holders.get(address)
+    if held is None:
         return None
-    by_network: dict[str | None, PtrEntry] = {e[0]: e for e in entries[::-1]}  # first one wins
+    # The first holder on each network wins (hosts files: the first line of an address).
+    by_network: dict[str | None, Record] = {r.network: r for r in held.records[::-1]}
     for network in (*networks, None):
-        entry = by_network.get(network)
-        if entry is not None:
-            rdata = wire.encode_name(entry[1])
-            own = entry[2]
+        record = by_network.get(network)
+        if record is not None:
+            assert record.ptr is not None
+            rdata = wire.encode_name(record.ptr)
+            own = record.ttl
             return LocalAnswer(wire.NOERROR, (wire.rr_to_qname(
                 wire.TYPE_PTR, ttl if own is None else own, rdata),), network=network)
     return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from resolver.ops.logs import RateLimitedLog
@@ -17,7 +17,8 @@ from resolver.ops.logs import RateLimitedLog
 log = logging.getLogger("dockdns.views")
 limited = RateLimitedLog(log)
 
-# A local answer's ``until``: it is right until the registry changes (which drops the memo).
+# A local answer's ``until``: it is right until the registry changes a name it depends on
+# (which forgets it: ``Memo.forget``).
 NEVER_EXPIRES = math.inf
 
 # Makes a memo entry's reply right again once the time it was valid until has passed (a cached
@@ -36,8 +37,9 @@ MEMO_LIMIT = 100_000
 # answers near the size a full memo of typical ones has.
 MEMO_BYTES = 32 << 20
 # What an entry costs beyond its key's and replies' bytes: two bytes headers, the entry tuple,
-# the reply iterator and the dict slot (measured ~230 bytes with CPython 3.11).
-ENTRY_OVERHEAD = 230
+# the reply iterator and the dict slot (measured ~230 bytes with CPython 3.11), and its slot in
+# the index by name (~100 bytes: a name string and a dict slot, a list when a name has several).
+ENTRY_OVERHEAD = 330
 # What a renewable entry (a cached answer) costs beyond that: the renewal closure and the parsed
 # query it keeps to render the reply again (measured ~800 bytes with CPython 3.11).
 RENEWAL_OVERHEAD = 800
@@ -53,9 +55,11 @@ class MemoEntry(NamedTuple):
 
 
 class Memo(dict[bytes, MemoEntry]):
-    """One view's memo for one transport, bounded in entries and bytes."""
+    """One view's memo for one transport, bounded in entries and bytes, with an index of its
+    keys by the names their answers depend on (kept by ``remember``, on the full path: the hit
+    path reads the dict and nothing else), so that a registry change forgets only those."""
 
-    __slots__ = ("used",)
+    __slots__ = ("used", "by_name")
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,18 +67,53 @@ class Memo(dict[bytes, MemoEntry]):
         # under the same key (a forwarded answer memoized again once its TTL ticked) is counted
         # again: the count only errs high, so the memo at worst starts again a little early.
         self.used = 0
+        # name -> the key (or keys) of the entries that depend on it. A key forgotten through
+        # one of its names may still be listed under another: forgetting that one later drops
+        # at most an entry memoized again since, which the full path then answers once more.
+        self.by_name: dict[str, bytes | list[bytes]] = {}
 
-    def remember(self, key: bytes, entry: MemoEntry, size: int) -> None:
-        """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies.
-        Called on the full path only: the memo hit path reads the dict and nothing else."""
+    def remember(self, key: bytes, entry: MemoEntry, size: int,
+                 names: tuple[str, ...] = ()) -> None:
+        """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies;
+        ``names`` the names it depends on (``forget`` of any of them drops it)."""
         used = self.used + len(key) + size + ENTRY_OVERHEAD
         if len(self) >= MEMO_LIMIT or used > MEMO_BYTES:
             limited.log(logging.DEBUG, "memo full (%d entries, %d bytes); starting it again",
                         len(self), used)
             self.clear()
             used = len(key) + size + ENTRY_OVERHEAD
+        if key not in self:
+            by_name = self.by_name
+            for name in names:
+                held = by_name.get(name)
+                if held is None:
+                    by_name[name] = key
+                elif type(held) is bytes:
+                    if held != key:
+                        by_name[name] = [held, key]
+                elif key not in held:
+                    held.append(key)  # type: ignore[union-attr]
         self[key] = entry
         self.used = used
+
+    def forget(self, names: Iterable[str]) -> int:
+        """Drop the entries that depend on any of ``names``; how many went."""
+        by_name = self.by_name
+        if not by_name:
+            return 0
+        gone = 0
+        for name in names:
+            held = by_name.pop(name, None)
+            if held is None:
+                continue
+            for key in (held,) if type(held) is bytes else held:
+                if self.pop(key, None) is not None:  # type: ignore[arg-type]
+                    gone += 1
+        return gone
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_name.clear()
 
     def renewed(self, key: bytes, entry: MemoEntry, now: float) -> MemoEntry | None:
         """``entry`` (found under ``key``, past its time) made right for ``now`` and kept in its

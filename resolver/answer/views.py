@@ -4,6 +4,10 @@ A query from a container's address sees only the networks that container is atta
 per-container resolver); any other client (the host, loopback) sees every user-defined network.
 Clients that see the same networks share one ``View``, and so share its memo of ready-made wire
 answers: the hot path is one dictionary lookup for the view and one for the answer.
+
+When the registry changes, the table forgets only what the change touched (``ViewTable.changed``):
+the memo entries of the names it touched, in every view, and the cached view of each client
+address whose entry changed. A change of the networks themselves makes a new table.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from discovery.registry.model import SCOPE_SWARM, Client, IPNetwork, Network, Snapshot
+from discovery.registry.model import SCOPE_SWARM, Client, IPNetwork, Network, Snapshot, Touched
 from resolver.answer.memo import Memo, MemoEntry
 from resolver.dns.addresses import is_local_address, is_loopback
 from resolver.ops.logs import RateLimitedLog
@@ -43,9 +47,11 @@ class View:
     memo_udp: Memo = field(default_factory=Memo)
     memo_tcp: Memo = field(default_factory=Memo)
 
-    def remember(self, key: bytes, entry: MemoEntry, tcp: bool, size: int) -> None:
-        """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies."""
-        (self.memo_tcp if tcp else self.memo_udp).remember(key, entry, size)
+    def remember(self, key: bytes, entry: MemoEntry, tcp: bool, size: int,
+                 names: tuple[str, ...] = ()) -> None:
+        """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies,
+        ``names`` the registry names it depends on (see ``touched_names``)."""
+        (self.memo_tcp if tcp else self.memo_udp).remember(key, entry, size, names)
 
     def renewed(self, key: bytes, entry: MemoEntry, tcp: bool, now: float) -> MemoEntry | None:
         return (self.memo_tcp if tcp else self.memo_udp).renewed(key, entry, now)
@@ -59,8 +65,24 @@ def lookup_order(networks: list[Network]) -> tuple[str, ...]:
     return tuple(n.name for n in ordered)
 
 
+def touched_names(touched: Touched) -> set[str]:
+    """The names whose memo entries a change invalidates: each touched name, also as
+    ``NAME.NETWORK`` (Docker's name-on-network form), and PTR addresses. Entries are memoized
+    under their query's name (also with --domain taken off, and an SRV question's target) and
+    every CNAME target the answer went through (``handler.memo_names``)."""
+    names: set[str] = set()
+    for network, name in touched.names:
+        names.add(name)
+        if network is not None:
+            names.add(f"{name}.{network.lower()}")
+    names.update(name for _, name in touched.private)
+    names.update(touched.ptr)
+    return names
+
+
 class ViewTable:
-    """Views for one snapshot; a new table is made whenever the snapshot changes."""
+    """Views for one snapshot's networks; ``changed`` keeps it current through changes that
+    leave the networks as they are, and a new table is made for the others."""
 
     def __init__(self, snapshot: Snapshot, default_bridge_names: bool = False,
                  allow: Sequence[IPNetwork] = (), as_container: str | None = None,
@@ -70,6 +92,7 @@ class ViewTable:
         self._host_names = host_names
         self.by_client: dict[str, View] = {}
         self._interned: dict[ViewKey, View] = {}
+        self._private_views = False  # whether any view belongs to one address
         visible = [n for n in snapshot.networks.values() if self._names_visible(n)]
         self._host_order = lookup_order(visible)
         self.host_view = self._intern(self._host_order, forward=True)
@@ -86,6 +109,37 @@ class ViewTable:
         self.sidecar_found = False
         if as_container is not None:
             self.sidecar_view = self._sidecar_view(as_container)
+
+    def changed(self, touched: Touched) -> bool:
+        """Forget what ``touched`` invalidates; False when the table must be made again (the
+        networks changed, or too much to list)."""
+        if touched.networks or touched.everything:
+            return False
+        if self.as_container is not None and touched.clients:
+            return False  # the sidecar's container may have come or gone: resolve it again
+        for address in touched.clients:
+            self.by_client.pop(address, None)
+            if address not in self.snapshot.private:
+                self._drop_private(address)
+        views = [view for view in self._interned.values() if not view.refused]
+        if touched.wild:
+            # What a wildcard owner covers cannot be listed: its views start again (rare).
+            for view in views:
+                view.memo_udp.clear()
+                view.memo_tcp.clear()
+            return True
+        names = touched_names(touched)
+        if names:
+            for view in views:
+                view.memo_udp.forget(names)
+                view.memo_tcp.forget(names)
+        return True
+
+    def _drop_private(self, address: str) -> None:
+        """The views of an address that has no names of its own any more."""
+        if self._private_views:
+            for key in [key for key in self._interned if key[3] == address]:
+                del self._interned[key]
 
     def allowed(self, address: str) -> bool:
         """Loopback, container addresses, known network subnets and --allow: never an open
@@ -115,6 +169,7 @@ class ViewTable:
         if view is None:
             view = View(networks, forward, refused, container, private, host)
             self._interned[key] = view
+            self._private_views |= private is not None
         return view
 
     def host_addresses(self, address: str) -> tuple[str, ...]:

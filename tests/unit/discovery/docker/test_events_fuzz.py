@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from hypothesis.stateful import (
 
 from discovery.docker.events import DockerEvent
 from discovery.docker.source import DockerSource, fetch, list_all
-from discovery.registry.model import Network, SourcePart
+from discovery.registry.model import Client, Network, Record, SourcePart
 from discovery.registry.registry import Registry
 
 # The same knob as tests/integration/test_fuzz.py; one state machine example is a whole sequence
@@ -405,13 +406,16 @@ class EventMachine(RuleBasedStateMachine):
 
     # --- the property -----------------------------------------------------------------------
 
-    def relisted(self) -> SourcePart:
+    def relisted(self) -> Contents:
         fresh = DockerSource(Registry(), "unix:///fake.sock", self.include_unhealthy)
         fresh.replace(list_all(self.engine, SOURCE))
-        return fresh.part()
+        return contents(fresh.part())
 
-    def published(self) -> SourcePart | None:
-        return self.registry.part(SOURCE)
+    def published(self) -> Contents | None:
+        """The registry's part as a multiset: it is published as deltas, so it lists its
+        records in the order they came, not the order a fresh listing gives."""
+        part = self.registry.part(SOURCE)
+        return None if part is None else contents(part)
 
     @invariant()
     def caught_up_means_equal(self) -> None:
@@ -433,6 +437,13 @@ class EventMachine(RuleBasedStateMachine):
                 break
             self.source.apply(*fetch(self.engine, SOURCE, ids, networks))
         assert self.published() == self.relisted()
+
+
+Contents = tuple[Counter[Network], Counter[Record], Counter[Client]]
+
+
+def contents(part: SourcePart) -> Contents:
+    return Counter(part.networks), Counter(part.records), Counter(part.clients)
 
 
 EventMachine.TestCase.settings = settings(

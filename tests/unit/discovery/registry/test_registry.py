@@ -1,5 +1,6 @@
-"""The registry: parts per source merged into one snapshot, a new generation only when a part
-really changed, listeners told of each new snapshot, and a source's part removed whole."""
+"""The registry: parts per source merged into one snapshot changed in place, a new generation
+only when a part really changed, listeners told of each change, and a source's part removed
+whole."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ DOCKER = SourcePart(records=(Record(names=("db",), ipv4=("10.1.2.9",), source="d
 
 def test_update_publishes_only_changes() -> None:
     registry = Registry()
-    seen: list[Snapshot] = []
-    registry.subscribe(seen.append)
+    seen: list[tuple[Snapshot, int]] = []
+    registry.subscribe(lambda snapshot: seen.append((snapshot, snapshot.generation)))
     assert registry.snapshot.generation == 0 and registry.snapshot.name_count() == 0
     assert registry.update("hosts", HOSTS)
     assert registry.update("docker", DOCKER)
     # An equal part (not the same object) changes nothing: no generation, no listener call.
     assert not registry.update("hosts", SourcePart(records=HOSTS.records))
-    assert [s.generation for s in seen] == [1, 2] and registry.snapshot is seen[-1]
+    assert [g for _, g in seen] == [1, 2] and all(s is registry.snapshot for s, _ in seen)
     assert set(registry.snapshot.global_names) == {"web1", "db"}
     assert registry.part("hosts") == HOSTS and registry.part("swarm") is None
 
@@ -29,13 +30,14 @@ def test_remove() -> None:
     registry.update("hosts", HOSTS)
     registry.update("docker", DOCKER)
     before = registry.snapshot
+    generation = before.generation
     registry.remove("docker")
     assert set(registry.snapshot.global_names) == {"web1"}
-    assert registry.snapshot.generation == before.generation + 1
+    assert registry.snapshot.generation == generation + 1
     registry.remove("docker")  # gone already: no new generation
-    assert registry.snapshot.generation == before.generation + 1
-    # The old snapshot is untouched: readers holding it never see half an update.
-    assert set(before.global_names) == {"web1", "db"}
+    assert registry.snapshot.generation == generation + 1
+    # Changed in place (within the call: readers on the loop never see half of it).
+    assert registry.snapshot is before and registry.sources() == ["hosts"]
 
 
 def test_change_applies_a_delta_as_a_multiset() -> None:
