@@ -7,18 +7,15 @@ gives a message and no record.
 
 Written for files of a million lines: what a record holds is shared where it can be (the file's
 origin string, the PTR name with the first name when they are equal, the address tuples of
-repeated addresses), and records are made without the frozen dataclass's per-field
-``object.__setattr__`` (half of the parse time).
+repeated addresses), and records are made without the constructor's keyword handling.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import re
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from discovery.registry.model import Record, gc_paused
 
@@ -68,37 +65,40 @@ def _address(text: str) -> Families | None:
     return families
 
 
-def _maker() -> Callable[[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str], Record]:
+Maker = Callable[[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str], Record]
+
+
+def _maker() -> Maker:
     """A function that makes a hosts record as ``Record(names=..., ipv4=..., ipv6=..., ptr=...,
-    origin=..., source="hosts")`` would, setting each slot through its descriptor: a frozen
-    dataclass's ``__init__`` goes through ``object.__setattr__`` for every field, three times
-    the time. Generated from the fields as they are (as dataclasses generates ``__init__``); the
-    plain constructor if a field has no default or a default factory."""
-    given = {"names": "names", "ipv4": "ipv4", "ipv6": "ipv6", "ptr": "ptr",
-             "origin": "origin", "source": "'hosts'"}
-    fields = dataclasses.fields(Record)
-    if any(f.name not in given and f.default is dataclasses.MISSING for f in fields):
-        def construct(names: tuple[str, ...], ipv4: tuple[str, ...], ipv6: tuple[str, ...],
-                      ptr: str, origin: str) -> Record:
-            return Record(names=names, ipv4=ipv4, ipv6=ipv6, ptr=ptr, origin=origin,
-                          source="hosts")
+    origin=..., source="hosts")`` does, faster: a ``Record`` is a tuple of eight slots
+    (discovery/registry/values.py), made here with ``tuple.__new__`` and no keyword handling
+    (a third of the parse's time). Checked against the constructor once, here; any other
+    layout of ``Record`` gets the constructor itself."""
+
+    def construct(names: tuple[str, ...], ipv4: tuple[str, ...], ipv6: tuple[str, ...],
+                  ptr: str, origin: str) -> Record:
+        return Record(names=names, ipv4=ipv4, ipv6=ipv6, ptr=ptr, origin=origin,
+                      source="hosts")
+
+    if not issubclass(Record, tuple):
         return construct
-    namespace: dict[str, Any] = {"new": object.__new__, "Record": Record}
-    lines = ["def make(names, ipv4, ipv6, ptr, origin):", "    record = new(Record)"]
-    for number, f in enumerate(fields):
-        namespace[f"set{number}"] = getattr(Record, f.name).__set__
-        value = given.get(f.name)
-        if value is None:
-            namespace[f"default{number}"] = f.default
-            value = f"default{number}"
-        lines.append(f"    set{number}(record, {value})")
-    lines.append("    return record")
-    exec("\n".join(lines), namespace)  # noqa: S102 - code made above from the field names
-    made: Callable[[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str], Record] = \
-        namespace["make"]
-    return made
+    new = tuple.__new__
+
+    def make(names: tuple[str, ...], ipv4: tuple[str, ...], ipv6: tuple[str, ...], ptr: str,
+             origin: str) -> Record:
+        return new(Record, (names, ipv4, ipv6, None, ptr, origin, "hosts", None))
+
+    samples = [(("a", "b"), ("10.0.0.1",), ("fd00::1",), "A", "o"), (("a",), (), (), "a", "")]
+    for sample in samples:
+        fast, plain = make(*sample), construct(*sample)
+        if fast != plain or type(fast) is not type(plain) or any(
+                getattr(fast, key) != getattr(plain, key) for key in RECORD_FIELDS):
+            return construct
+    return make
 
 
+RECORD_FIELDS = ("names", "ipv4", "ipv6", "network", "ptr", "srv", "srv_target", "origin",
+                 "source", "ttl", "srv_names", "clients", "cname", "data")
 make_record = _maker()
 
 
