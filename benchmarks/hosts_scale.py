@@ -3,12 +3,14 @@
 
 For each server: seconds from exec to the first answer of the file's last name (everything
 loaded), resident memory once it answers and its peak (VmHWM), and what a one-line change
-costs while a client asks a local name about every millisecond over a real UDP socket: the
-longest silence (the widest gap between consecutive answers, the 1 ms pacing included), the
-p99 and slowest latency, queries lost, and the time until the change is answered.
+costs while a client asks a local name about every millisecond over a real UDP socket (every
+tenth question the changed name, whose first answer shows the change applied): the longest
+silence (the widest gap between consecutive answers, the 1 ms pacing included), the p99 and
+slowest latency, queries lost, and the time until the change is answered.
 
-dockdns's change is the file rewritten with one line different (moved into place, as an editor
-saves it; dockdns polls once a second, so up to a second passes before it reads it). Unbound's
+dockdns's change is a version of the file with one line different moved into place (as an
+editor saves it; made before the clock starts; dockdns polls once a second, so up to a second
+passes before it reads it). Unbound's
 are both of its ways: ``unbound-control local_data`` (its incremental path) and
 ``unbound-control reload`` (reading everything again, what a changed config file needs).
 
@@ -56,6 +58,8 @@ CHANGED_ADDRESS = "10.255.0.1"
 class Sample:
     sent: float  # monotonic seconds
     answered: float | None  # None: lost
+    changed: bool = False  # the question was for the changed name (not the steady one)
+    records: int = 0  # answer records in the reply
 
 
 def quantile(ordered: Sequence[float], fraction: float) -> float:
@@ -126,17 +130,17 @@ def write_local_data(path: Path, count: int) -> Path:
     return path
 
 
-def change_one_line(path: Path, index: int, line: str) -> None:
-    """``path`` with line ``index`` replaced, moved into place whole."""
-    with path.open("rb") as handle:
-        data = handle.read()
+def with_line_changed(path: Path, index: int, line: str) -> Path:
+    """A copy of ``path`` beside it with line ``index`` replaced, made in advance so that the
+    change itself is one rename (and the measuring process does no work while it measures)."""
+    data = path.read_bytes()
     start = 0
     for _ in range(index):
         start = data.index(b"\n", start) + 1
     end = data.index(b"\n", start)
     fresh = path.with_name(path.name + ".new")
     fresh.write_bytes(data[:start] + line.encode() + data[end:])
-    os.replace(fresh, path)
+    return fresh
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -194,12 +198,15 @@ def started(name: str, argv: list[str], port: int, probe: str,
 
 
 class Client:
-    """Asks one name about every millisecond over one UDP socket, in a thread; bounded."""
+    """Asks about every millisecond over one UDP socket, in a thread, bounded: the steady name,
+    and every tenth question the changed one (whose first answer shows the change applied)."""
 
-    def __init__(self, port: int, name: str) -> None:
+    def __init__(self, port: int, steady: str, changed: str) -> None:
         self.samples: list[Sample] = []
+        self.applied = threading.Event()
         self._port = port
-        self._packet = bytearray(dnslib.DNSRecord.question(name, "A").pack())
+        self._packets = [bytearray(dnslib.DNSRecord.question(name, "A").pack())
+                         for name in (steady, changed)]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hosts-scale-client",
                                         daemon=True)
@@ -211,19 +218,28 @@ class Client:
             for number in range(MAX_QUERIES):
                 if self._stop.is_set():
                     break
-                ident = number & 0xFFFF
-                self._packet[0:2] = ident.to_bytes(2, "big")
+                changed = number % 10 == 9
+                packet = self._packets[changed]
+                packet[0:2] = (number & 0xFFFF).to_bytes(2, "big")
                 sent = time.monotonic()
-                sock.send(self._packet)
+                sock.send(packet)
                 answered: float | None = None
+                records = 0
                 with contextlib.suppress(TimeoutError):
                     while True:  # a late reply to an earlier query is skipped
                         reply = sock.recv(4096)
-                        if reply[:2] == self._packet[:2]:
+                        if reply[:2] == packet[:2]:
                             answered = time.monotonic()
+                            records = int.from_bytes(reply[6:8], "big")
                             break
-                self.samples.append(Sample(sent, answered))
+                self.samples.append(Sample(sent, answered, changed, records))
+                if changed and records:
+                    self.applied.set()
                 time.sleep(PACE)
+
+    def applied_at(self, after: float) -> float | None:
+        return next((s.answered for s in self.samples
+                     if s.changed and s.records and s.answered and s.sent >= after), None)
 
     def __enter__(self) -> Client:
         self._thread.start()
@@ -236,29 +252,23 @@ class Client:
 
 def _measure_change(server: Started, pid: int, change: Callable[[], None],
                     label: str) -> dict[str, Any]:
-    """Run the client, make ``change`` after a baseline, wait until it is answered, go on a
-    little; what the client saw from the change to the end."""
-    asked = workload.local_name(1)
-    with Client(server.port, asked) as client:
+    """Run the client, make ``change`` after a baseline, wait until the changed name is
+    answered, go on a little; what the client saw from the change to the end."""
+    with Client(server.port, workload.local_name(1), CHANGED) as client:
         time.sleep(BASELINE)
-        started_at = time.monotonic()
+        begun = time.monotonic()
         change()
         made = time.monotonic()
-        deadline = started_at + APPLY_TIMEOUT
-        applied: float | None = None
-        while time.monotonic() < deadline:
-            if _answers(server.port, CHANGED, timeout=QUERY_TIMEOUT):
-                applied = time.monotonic()
-                break
-            time.sleep(0.005)
+        client.applied.wait(APPLY_TIMEOUT)
         time.sleep(AFTER)
         stopped = time.monotonic()
-    seen = silence(client.samples, started_at, stopped)
-    baseline = silence(client.samples, started_at - BASELINE, started_at)
+    applied = client.applied_at(begun)
+    seen = silence(client.samples, begun, stopped)
+    baseline = silence(client.samples, begun - BASELINE, begun)
     return {
         "change": label,
-        "change_call_s": round(made - started_at, 3),
-        "applied_after_s": round(applied - started_at, 3) if applied is not None else None,
+        "change_call_s": round(made - begun, 3),
+        "applied_after_s": round(applied - begun, 3) if applied is not None else None,
         **seen,
         "baseline_p99_ms": baseline["p99_ms"],
         "peak_rss_mb": round(status_mb(pid, "VmHWM"), 1),
@@ -290,9 +300,9 @@ def hosts_scale(ctx: Context, lines: int = LINES) -> dict[str, Any]:
         pid = dockdns.process.pid
         rss = _settled_rss(pid)
         peak_start = round(status_mb(pid, "VmHWM"), 1)
-        change = _measure_change(
-            dockdns, pid, lambda: change_one_line(hosts, middle, f"{CHANGED_ADDRESS} {CHANGED}"),
-            "one line of the file rewritten (moved into place)")
+        fresh = with_line_changed(hosts, middle, f"{CHANGED_ADDRESS} {CHANGED}")
+        change = _measure_change(dockdns, pid, lambda: os.replace(fresh, hosts),
+                                 "one line of the file changed (a new version moved into place)")
         results["dockdns"] = {"first_answer_s": round(dockdns.first_answer_s, 2),
                               "rss_mb": rss, "peak_rss_start_mb": peak_start,
                               "one_line_change": change}

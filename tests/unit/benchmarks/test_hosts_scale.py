@@ -7,10 +7,10 @@ from pathlib import Path
 
 from benchmarks.hosts_scale import (
     Sample,
-    change_one_line,
     quantile,
     silence,
     unbound_config,
+    with_line_changed,
     write_local_data,
 )
 
@@ -46,10 +46,9 @@ def test_unbound_config_and_local_data(tmp_path: Path) -> None:
     assert "  forward-addr: 127.0.0.1@5302" in conf and f'  include: "{data}"' in conf
 
 
-def test_change_one_line(tmp_path: Path) -> None:
+def test_with_line_changed(tmp_path: Path) -> None:
     path = tmp_path / "hosts"
     path.write_text("a\nb\nc\n")
-    change_one_line(path, 1, "B")
-    assert path.read_text() == "a\nB\nc\n"
-    change_one_line(path, 0, "first")
-    assert path.read_text() == "first\nB\nc\n"
+    assert with_line_changed(path, 1, "B").read_text() == "a\nB\nc\n"
+    assert with_line_changed(path, 0, "first").read_text() == "first\nb\nc\n"
+    assert path.read_text() == "a\nb\nc\n"  # the file itself is left alone
