@@ -104,10 +104,11 @@ class Span:
     new_bytes: tuple[int, int]
 
 
-def changed_span(old: bytes, new: bytes, old_lines: int) -> Span:
+def changed_span(old: bytes, new: bytes, old_lines: int | None = None) -> Span:
     """Where ``new`` differs from ``old``, which has ``old_lines`` lines (``old.count(b"\\n") +
-    1``, known to the caller). Not always the smallest span (a line equal on both sides of its
-    edges may be inside it); the caller matches equal lines within it."""
+    1``) if the caller knows them, else the stops are left at -1 (counting a whole file's lines
+    is work the span itself does not need). Not always the smallest span (a line equal on both
+    sides of its edges may be inside it); the caller matches equal lines within it."""
     prefix = common_prefix(old, new)
     start = old.rfind(b"\n", 0, prefix) + 1  # the start of the first line not wholly common
     first = count_lines(old, 0, start)
@@ -120,6 +121,8 @@ def changed_span(old: bytes, new: bytes, old_lines: int) -> Span:
         new_end = new.index(b"\n", len(new) - suffix)
     else:
         old_end, new_end = len(old), len(new)
+    if old_lines is None:
+        return Span(first, -1, -1, (start, old_end), (start, new_end))
     new_lines = first + count_lines(new, start, new_end) + 1 + tail
     return Span(first=first, old_stop=old_lines - tail, new_stop=new_lines - tail,
                 old_bytes=(start, old_end), new_bytes=(start, new_end))

@@ -14,7 +14,7 @@ been read the source reports itself loading.
 Origins: in the daemon a record's origin is its file alone (one string shared by every record
 of the file), because a line's number changes whenever a line above it is added or removed,
 and records whose only change is that number are not changes. ``origin(record)`` derives the
-line number when it is asked for (the record's position in its file's current lines). The
+line number when it is asked for (the first line of the file as it is now that gives it). The
 one-shot load of ``dockdns check`` and ``dockdns registry`` names every record ``PATH:LINE``,
 which is what they show.
 """
@@ -30,8 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from discovery.hosts.parse import parse_hosts, shown
-from discovery.hosts.scan import FileState, Scan, rescan, stamp
+from discovery.hosts.parse import parse_hosts, parse_lines, shown
+from discovery.hosts.scan import FileState, Scan, compare, rescan, stamp
 from discovery.registry.model import Record, SourcePart
 from discovery.registry.registry import Registry
 
@@ -93,9 +93,11 @@ class HostsSource:
     def __init__(self, registry: Registry, paths: list[str], numbered: bool = False) -> None:
         self._registry = registry
         self._numbered = numbered
-        self._paths = [Path(p) for p in paths]
-        # Each file's bytes and per-line records as last read well: kept while it cannot be read.
+        self._paths = [Path(p) for p in dict.fromkeys(paths)]
+        # Each file's bytes as last read well: kept while it cannot be read.
         self._states: dict[Path, FileState] = {path: FileState() for path in self._paths}
+        # Files a reload no longer lists whose records are still to be taken out.
+        self._dropped: dict[Path, FileState] = {}
         # Why a file cannot be read now (empty: every file reads); /readyz shows it.
         self.errors: dict[Path, str] = {}
         self._missing: set[Path] = set()  # logged as gone (once, not at every poll)
@@ -108,31 +110,40 @@ class HostsSource:
         return [path for path in self._paths if not self._states[path].loaded]
 
     def set_paths(self, paths: list[str]) -> None:
-        """Switch to another list of files (config reload): those no longer listed lose their
-        records at once, files still listed keep theirs, new ones are read at once when small,
-        else by the watcher (in its thread) right away."""
+        """Switch to another list of files (config reload): files still listed keep their
+        records; those no longer listed lose theirs and new ones are read, at once when they
+        are small, else by the watcher's thread right away."""
         wanted = [Path(p) for p in dict.fromkeys(paths)]
-        gone = [path for path in self._paths if path not in wanted]
-        removed = [record for path in gone for record in self._states.pop(path).records()]
-        for path in gone:
-            self.errors.pop(path, None)
-            self._missing.discard(path)
-        self._paths = wanted
+        for path in self._paths:
+            if path not in wanted:
+                self._dropped[path] = self._states.pop(path)
+                self.errors.pop(path, None)
+                self._missing.discard(path)
         for path in wanted:
-            self._states.setdefault(path, FileState())
-        self._registry.change(self.name, removed=SourcePart(records=tuple(removed)))
+            if path not in self._states:
+                self._states[path] = self._dropped.pop(path) if path in self._dropped \
+                    else FileState()
+        self._paths = wanted
         new = self.loading
-        sizes = [now.size if (now := stamp(path)) else 0 for path in new]
-        if new and sum(sizes) <= INLINE_BYTES and not self._lock.locked():
-            self._apply([rescan(path, self._states[path], self._numbered) for path in new])
+        work = sum(len(state.data) for state in self._dropped.values()) + sum(
+            now.size if (now := stamp(path)) else 0 for path in new)
+        if (new or self._dropped) and work <= INLINE_BYTES and not self._lock.locked():
+            self._apply(self._jobs(new)())
         self._wake.set()
 
     def origin(self, record: Record) -> str | None:
-        """``PATH:LINE`` of the line ``record`` came from, as the files are now."""
+        """``PATH:LINE`` of the line ``record`` came from, as the file is now (the first such
+        line; equal lines give equal records)."""
         for path, state in self._states.items():
-            for number, line in enumerate(state.lines, start=1):
-                if line is record:
-                    return f"{path}:{number}"
+            if str(path) != record.origin.rpartition(":")[0] and str(path) != record.origin:
+                continue
+            key = (record.ptr or "").encode("utf-8", "surrogateescape")
+            for number, line in enumerate(state.data.split(b"\n"), start=1):
+                if key in line:
+                    found, _ = parse_lines([line.decode("utf-8", "surrogateescape")],
+                                           str(path), number, self._numbered)
+                    if found[0] == record:
+                        return f"{path}:{number}"
         return None
 
     def _due(self) -> list[Path]:
@@ -141,17 +152,26 @@ class HostsSource:
                 if path in self.errors or not self._states[path].loaded
                 or stamp(path) != self._states[path].stamp]
 
+    def _jobs(self, paths: list[Path]) -> Callable[[], list[Scan]]:
+        """The work of reading ``paths`` again and of taking the dropped files out, to run in
+        the thread (or inline): it reads only the bytes captured here, never the source."""
+        numbered = self._numbered
+        reads = [(path, self._states[path]) for path in paths if path in self._states]
+        drops = list(self._dropped.items())
+
+        def work() -> list[Scan]:
+            scans = [compare(path, base, b"", None, numbered) for path, base in drops]
+            for scan in scans:
+                scan.dropped = True
+            return scans + [rescan(path, base, numbered) for path, base in reads]
+        return work
+
     async def load(self, paths: list[Path] | None = None) -> None:
-        """Read the files (all, or ``paths``) in the worker thread; hand the registry what
-        changed."""
+        """Read the files (all, or ``paths``) in the worker thread, take out dropped ones;
+        hand the registry what changed."""
         async with self._lock:
-            due = list(self._paths) if paths is None else paths
-            bases = [(path, self._states[path]) for path in due if path in self._states]
-            numbered = self._numbered
-            if not bases:
-                return
-            scans = await in_thread(lambda: [rescan(path, base, numbered)
-                                             for path, base in bases])
+            work = self._jobs(list(self._paths) if paths is None else paths)
+            scans = await in_thread(work)
             self._apply(scans)
 
     def _apply(self, scans: list[Scan]) -> None:
@@ -159,14 +179,18 @@ class HostsSource:
         removed: list[Record] = []
         for scan in scans:
             path = scan.path
+            if scan.dropped:
+                if self._dropped.get(path) is scan.base:
+                    del self._dropped[path]
+                    removed.extend(scan.removed)
+                continue
             if self._states.get(path) is not scan.base:
                 continue  # superseded (a reload switched files meanwhile): read again later
             if scan.error is not None:
-                kept = scan.base.records()
                 reason = f"cannot read {path}: {scan.error}"
                 if self.errors.get(path) != reason:
                     log.warning("hosts file %s unreadable: %s; keeping its %d records as last "
-                                "read", path, scan.error, len(kept))
+                                "read", path, scan.error, scan.base.records)
                 self.errors[path] = reason
                 continue
             self.errors.pop(path, None)
@@ -196,5 +220,5 @@ class HostsSource:
                 await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
             self._wake.clear()
             due = self._due()
-            if due:
+            if due or self._dropped:
                 await self.load(due)
