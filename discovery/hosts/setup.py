@@ -42,11 +42,13 @@ class HostsFiles:
     def ready(self) -> bool:
         """False while a hosts file is not read yet, or cannot be read (its last good records
         are served meanwhile)."""
-        return not self.hosts.errors and not self.hosts.loading
+        return not self.hosts.errors and not self.hosts.loading and not self.hosts.handing
 
     @property
     def reason(self) -> str:
         loading = [f"loading {path}" for path in self.hosts.loading]
+        if self.hosts.handing:
+            loading.append(f"{self.hosts.handing} records still to be handed to the registry")
         return "; ".join([*loading, *self.hosts.errors.values()])
 
     async def first_sync(self) -> None:
