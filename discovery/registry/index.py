@@ -35,6 +35,8 @@ from discovery.registry.values import (
 
 T = TypeVar("T")
 Table = dict[str, NameSet]
+# Names a delta gives more holders: (id of the table, name) -> (table, name, holders, parts).
+Pending = dict[tuple[int, str], tuple[Table, str, list[Record], list[str]]]
 # Beyond this many touched names a delta is reported as touching everything: its listeners
 # start over (a first load of a million hosts lines must not also build a million-entry set).
 TOUCHED_LIMIT = 10_000
@@ -161,12 +163,7 @@ class PtrHolders:
         self.owners = owners
 
     def add(self, record: Record, owner: str) -> None:
-        owners = self.owners
-        at = len(owners)
-        while at and owners[at - 1] > owner:
-            at -= 1
-        self.records.insert(at, record)
-        owners.insert(at, owner)
+        _insert_at(self.records, self.owners, record, owner)
 
     def discard(self, record: Record, owner: str) -> None:
         at = _position(self.records, self.owners, record, owner)
@@ -294,9 +291,11 @@ class Snapshot:
             self._client_came(owner, client, touched)
         records = store.records
         index = self._index
+        pending: Pending = {}
         for record in added.records:
             records.add(record)
-            index(owner, record, touched)
+            index(owner, record, touched, pending)
+        self._settle(pending)
         return touched
 
     def drop(self, owner: str) -> Touched | None:
@@ -350,13 +349,26 @@ class Snapshot:
             else:
                 yield table, name
 
-    def _index(self, owner: str, record: Record, touched: Touched) -> None:
+    def _index(self, owner: str, record: Record, touched: Touched, pending: Pending) -> None:
+        """Index ``record`` (just counted in its part). A name that already has a holder is
+        gathered in ``pending`` and made once at the end of the delta (``_settle``): a name
+        held by thousands of records (a scaled service's tasks, a test's shared name) is then
+        not copied once per record."""
         for table, key in self._tables(record, touched, True):
             held = table.get(key)
             if held is None:
                 table[key] = record if alone_holds(record) else group_of((record,), (owner,))
-            else:
-                table[key] = self._joined(held, record, owner)
+                continue
+            slot = (id(table), key)
+            gathered = pending.get(slot)
+            if gathered is None:
+                if type(held) is Record:
+                    records, owners = [held], [self._owner_of(held, record, owner)]
+                else:
+                    assert isinstance(held, Group)
+                    records, owners = list(held.records), list(held.owners)
+                gathered = pending[slot] = (table, key, records, owners)
+            _insert_at(gathered[2], gathered[3], record, owner)
         if record[4] is not None and not record.clients:
             holders = self.ptr_holders
             for address in unique(record[1] + record[2]):
@@ -366,32 +378,26 @@ class Snapshot:
                     holders[address] = record
                     continue
                 if type(ptrs) is Record:
-                    ptrs = holders[address] = PtrHolders([ptrs], [self._owner_of(ptrs)])
+                    ptrs = holders[address] = PtrHolders(
+                        [ptrs], [self._owner_of(ptrs, record, owner)])
                 assert isinstance(ptrs, PtrHolders)
                 ptrs.add(record, owner)
 
-    def _joined(self, held: NameSet, record: Record, owner: str) -> Group:
-        if type(held) is Record:
-            records: tuple[Record, ...] = (held,)
-            owners: tuple[str, ...] = (self._owner_of(held),)
-        else:
-            assert isinstance(held, Group)
-            records, owners = held.records, held.owners
-        at = len(owners)
-        while at and owners[at - 1] > owner:
-            at -= 1
-        if at == len(owners):
-            return group_of(records + (record,), owners + (owner,))
-        return group_of(records[:at] + (record,) + records[at:],
-                        owners[:at] + (owner,) + owners[at:])
+    @staticmethod
+    def _settle(pending: Pending) -> None:
+        for table, key, records, owners in pending.values():
+            table[key] = group_of(tuple(records), tuple(owners))
 
-    def _owner_of(self, record: Record) -> str:
-        """The part of a name's only holder: the one part that lists it (were it listed twice,
-        the name would have two holders)."""
+    def _owner_of(self, held: Record, record: Record, owner: str) -> str:
+        """The part of a name's only holder ``held``, as ``record`` of ``owner`` (counted
+        already, not indexed yet) joins it: the one part that lists it besides that."""
         for name, store in self.parts.items():
-            if record in store.records:
+            count = store.records.items.get(held, 0)
+            if name == owner and held == record:
+                count -= 1
+            if count > 0:
                 return name
-        raise AssertionError(f"{record!r} is held but listed by no part")
+        raise AssertionError(f"{held!r} is held but listed by no part")
 
     def _unindex(self, owner: str, record: Record, touched: Touched) -> None:
         for table, key in self._tables(record, touched, False):
@@ -496,6 +502,15 @@ class Snapshot:
                 del self.clients[address]
             else:
                 self.clients[address] = now
+
+
+def _insert_at(records: list[Record], owners: list[str], record: Record, owner: str) -> None:
+    """Put ``record`` after the holders of every part sorted up to ``owner`` (build order)."""
+    at = len(owners)
+    while at and owners[at - 1] > owner:
+        at -= 1
+    records.insert(at, record)
+    owners.insert(at, owner)
 
 
 def _insert_owned(holders: list[tuple[str, T]], owner: str, item: T) -> None:

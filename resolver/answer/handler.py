@@ -125,8 +125,11 @@ class QueryHandler:
             self.on_snapshot(snapshot)
 
     def reconfigure(self, settings: AnswerSettings) -> None:
-        self.settings = settings
-        self.on_snapshot(self.views.snapshot)
+        """New settings (SIGHUP): a new view table only if they changed (a reload that changes
+        only records keeps every memo entry the records' change did not touch)."""
+        if settings != self.settings:
+            self.settings = settings
+            self.on_snapshot(self.views.snapshot)
 
     def answer_fast(self, packet: bytes, client: str, tcp: bool) -> bytes | None:
         """The memoized reply for ``packet``, or None when the full path must run."""

@@ -117,22 +117,22 @@ class ViewTable:
             return False
         if self.as_container is not None and touched.clients:
             return False  # the sidecar's container may have come or gone: resolve it again
-        for address in touched.clients:
-            self.by_client.pop(address, None)
-            if address not in self.snapshot.private:
-                self._drop_private(address)
         views = [view for view in self._interned.values() if not view.refused]
         if touched.wild:
             # What a wildcard owner covers cannot be listed: its views start again (rare).
             for view in views:
                 view.memo_udp.clear()
                 view.memo_tcp.clear()
-            return True
-        names = touched_names(touched)
-        if names:
-            for view in views:
-                view.memo_udp.forget(names)
-                view.memo_tcp.forget(names)
+        else:
+            names = touched_names(touched)
+            if names:
+                for view in views:
+                    view.memo_udp.forget(names)
+                    view.memo_tcp.forget(names)
+        for address in touched.clients:
+            self.by_client.pop(address, None)
+            if address not in self.snapshot.private:
+                self._drop_private(address)
         return True
 
     def _drop_private(self, address: str) -> None:
