@@ -123,9 +123,10 @@ def _parse_lines(lines: Sequence[str], origin: str, first: int,
     # One search over all the lines (joined by a tab, which the check allows): the usual file is
     # plain ASCII and skips the per-line check.
     checked = _UNPRINTABLE.search(lines[0] if len(lines) == 1 else "\t".join(lines)) is not None
+    long = max(map(len, lines), default=0) > MAX_LINE  # likewise, the length check
     # Written for million-line files: no per-line generator, one fast path per common case.
     for number, raw in enumerate(lines, start=first):
-        if len(raw) > MAX_LINE:
+        if long and len(raw) > MAX_LINE:
             problems.append(f"{origin}:{number}: a line of {len(raw)} characters (at most "
                             f"{MAX_LINE}): {shown(raw)}")
             append(None)
@@ -139,7 +140,8 @@ def _parse_lines(lines: Sequence[str], origin: str, first: int,
         if not fields:
             append(None)
             continue
-        if len(fields) < 2:
+        count = len(fields)
+        if count < 2:
             problems.append(f"{origin}:{number}: an address without a name")
             append(None)
             continue
@@ -152,10 +154,10 @@ def _parse_lines(lines: Sequence[str], origin: str, first: int,
         low = ptr.lower()
         if low == ptr:
             low = ptr  # one string for both when the name is already lower case
-        if len(fields) == 2:
+        if count == 2:
             names: tuple[str, ...] = (low,)
-            bad = low if len(low) > 253 or (len(low) > 63 and _LONG_LABEL.search(low)) \
-                else None
+            size = len(low)
+            bad = low if size > 63 and (size > 253 or _LONG_LABEL.search(low)) else None
         else:
             names = tuple(dict.fromkeys([low, *(name.rstrip(".").lower()
                                                 for name in fields[2:])]))

@@ -113,6 +113,14 @@ class _Batches:
             self._first = number
         self._run.append(line)
 
+    def add_block(self, lines: list[bytes], number: int) -> None:
+        """``lines`` numbered from ``number`` on, all to be parsed."""
+        self.flush()
+        for start in range(0, len(lines), PARSE_BATCH):
+            self._first = number + start
+            self._run = lines[start:start + PARSE_BATCH]
+            self.flush()
+
     def flush(self) -> None:
         if not self._run:
             return
@@ -121,7 +129,7 @@ class _Batches:
         self.records.extend(record for record in found if record is not None)
         if self.problems is not None:
             self.problems.extend(skipped)
-        self._run.clear()
+        self._run = []
 
 
 def compare(path: Path, base: FileState, data: bytes, now: Stamp | None,
@@ -149,7 +157,14 @@ def _compare(path: Path, base: FileState, data: bytes, now: Stamp | None,
     origin = str(path)
     added = _Batches(origin, numbered, scan.added, scan.problems)
     number = span.first + 1
+    # The common case of a first read or lines appended: the old span is one empty line (a
+    # file's end), which gives nothing whether it is matched or not; whole blocks are parsed.
+    bulk = not gone or (len(gone) == 1 and b"" in gone)
     for block in line_blocks(data, *span.new_bytes):
+        if bulk:
+            added.add_block(block, number)
+            number += len(block)
+            continue
         for line in block:
             if gone[line] > 0:
                 gone[line] -= 1
@@ -157,6 +172,8 @@ def _compare(path: Path, base: FileState, data: bytes, now: Stamp | None,
                 added.add(line, number)
             number += 1
     added.flush()
+    if bulk:
+        gone.clear()
     if +gone:
         # What the old lines gave, made again (without their problems: logged when first read).
         removed = _Batches(origin, numbered, scan.removed, None)
