@@ -139,3 +139,21 @@ def test_every_kind_of_change_gives_the_answers_of_a_fresh_read(tmp_path: Path) 
         with dockdns("--hosts-file", str(hosts), "--upstream", upstream.address) as fresh:
             assert answered(fresh) == answered(daemon)
         assert "Traceback" not in daemon.log()
+
+
+def test_several_files_change_independently(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.write_text(BASE)
+    two.write_text("10.9.0.1 h0.hosts.test\n10.9.0.2 added.hosts.test\n")
+    with FaultServer() as upstream, dockdns("--hosts-file", str(one), "--hosts-file", str(two),
+                                           "--upstream", upstream.address) as daemon:
+        assert daemon.sees("h0.hosts.test") == {"10.7.0.0", "10.9.0.1"}
+        replace(two, "10.9.0.1 h0.hosts.test\n10.9.0.3 added.hosts.test\n")
+        assert next_delta(daemon, 0, "the second file changed") == (1, 1)
+        assert daemon.sees("added.hosts.test") == {"10.9.0.3"}
+        assert daemon.sees("h0.hosts.test") == {"10.7.0.0", "10.9.0.1"}
+        two.unlink()
+        assert next_delta(daemon, 1, "the second file removed") == (0, 2)
+        assert daemon.sees("h0.hosts.test") == {"10.7.0.0"}
+        assert daemon.sees("added.hosts.test") == set()
+        assert daemon.sees("h1500.hosts.test") == {"10.7.5.220"}
