@@ -313,7 +313,7 @@ class Snapshot:
                 create: bool) -> Iterator[tuple[Table, str]]:
         """Each (name table, key) that holds ``record``, noting in ``touched`` what it is;
         tables that are not there are made (``create``) or skipped."""
-        names = record[0]
+        names = record.names
         clients = record.clients
         unique_names = names if len(names) == 1 else dict.fromkeys(names)
         if clients:
@@ -371,7 +371,7 @@ class Snapshot:
             _insert_at(gathered[2], gathered[3], record, owner)
         if record[4] is not None and not record.clients:
             holders = self.ptr_holders
-            for address in unique(record[1] + record[2]):
+            for address in unique(record.ipv4 + record.ipv6):
                 touched.address(address)
                 ptrs = holders.get(address)
                 if ptrs is None:
@@ -423,7 +423,7 @@ class Snapshot:
                 table[key] = group_of(records, owners)
         if record[4] is not None and not record.clients:
             holders = self.ptr_holders
-            for address in unique(record[1] + record[2]):
+            for address in unique(record.ipv4 + record.ipv6):
                 touched.address(address)
                 ptrs = holders.get(address)
                 if ptrs is None:

@@ -88,7 +88,12 @@ class Record(tuple[Any, ...]):
             extra = _Extra(srv, srv_target, ttl, srv_names, clients, cname, data)
         if ptr is not None and names and ptr == names[0]:
             ptr = names[0]  # one string for both (hosts lines: the first name is the PTR)
-        return tuple.__new__(cls, (names, ipv4, ipv6, network, ptr, origin, source, extra))
+        # One name, one address: kept as the string itself, not a tuple of one (48 bytes a
+        # record each: 96 MB for a million hosts lines). The properties give tuples back.
+        return tuple.__new__(cls, (names[0] if len(names) == 1 else names,
+                                   ipv4[0] if len(ipv4) == 1 else ipv4,
+                                   ipv6[0] if len(ipv6) == 1 else ipv6,
+                                   network, ptr, origin, source, extra))
 
     def __getnewargs__(self) -> tuple[Any, ...]:  # copy and pickle make it through __new__
         return (self.names, self.ipv4, self.ipv6, self.network, self.ptr, self.srv,
@@ -103,15 +108,18 @@ class Record(tuple[Any, ...]):
 
     @property
     def names(self) -> tuple[str, ...]:
-        return self[0]  # type: ignore[no-any-return]
+        names = self[0]
+        return (names,) if type(names) is str else names
 
     @property
     def ipv4(self) -> tuple[str, ...]:
-        return self[1]  # type: ignore[no-any-return]
+        ipv4 = self[1]
+        return (ipv4,) if type(ipv4) is str else ipv4
 
     @property
     def ipv6(self) -> tuple[str, ...]:
-        return self[2]  # type: ignore[no-any-return]
+        ipv6 = self[2]
+        return (ipv6,) if type(ipv6) is str else ipv6
 
     @property
     def network(self) -> str | None:
@@ -231,9 +239,9 @@ def unique(values: tuple[str, ...]) -> tuple[str, ...]:
 
 def alone_holds(record: Record) -> bool:
     """Whether ``record`` can hold a name by itself: its addresses are listed once each."""
-    ipv4, ipv6 = record[1], record[2]
-    return (len(ipv4) < 2 or len(set(ipv4)) == len(ipv4)) and \
-        (len(ipv6) < 2 or len(set(ipv6)) == len(ipv6))
+    ipv4, ipv6 = record[1], record[2]  # a string for one address
+    return (type(ipv4) is str or len(ipv4) < 2 or len(set(ipv4)) == len(ipv4)) and \
+        (type(ipv6) is str or len(ipv6) < 2 or len(set(ipv6)) == len(ipv6))
 
 
 def group_of(records: tuple[Record, ...], owners: tuple[str, ...]) -> Group:

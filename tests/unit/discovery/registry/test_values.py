@@ -25,6 +25,7 @@ def test_every_field_is_kept() -> None:
     assert (plain.ttl, plain.srv, plain.clients, plain.cname, plain.data) == (None, (), (), None,
                                                                               ())
     assert plain[7] is None  # no extra tuple for a record with none of the rare fields
+    assert plain[0] == "a" and plain.names == ("a",)  # one name: the string, not a tuple
     assert "ttl=30" in repr(record) and repr(plain) == "Record(names=('a',))"
 
 
