@@ -71,9 +71,9 @@ Maker = Callable[[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str], 
 def _maker() -> Maker:
     """A function that makes a hosts record as ``Record(names=..., ipv4=..., ipv6=..., ptr=...,
     origin=..., source="hosts")`` does, faster: a ``Record`` is a tuple of eight slots
-    (discovery/registry/values.py), made here with ``tuple.__new__`` and no keyword handling
-    (a third of the parse's time). Checked against the constructor once, here; any other
-    layout of ``Record`` gets the constructor itself."""
+    (discovery/registry/values.py; one name or address as the string itself), made here with
+    ``tuple.__new__`` and no keyword handling (a third of the parse's time). Checked against
+    the constructor once, here; any other layout of ``Record`` gets the constructor itself."""
 
     def construct(names: tuple[str, ...], ipv4: tuple[str, ...], ipv6: tuple[str, ...],
                   ptr: str, origin: str) -> Record:
@@ -86,9 +86,14 @@ def _maker() -> Maker:
 
     def make(names: tuple[str, ...], ipv4: tuple[str, ...], ipv6: tuple[str, ...], ptr: str,
              origin: str) -> Record:
-        return new(Record, (names, ipv4, ipv6, None, ptr, origin, "hosts", None))
+        # A single name or address is kept as the string itself (as the constructor does).
+        return new(Record, (names[0] if len(names) == 1 else names,
+                            ipv4[0] if len(ipv4) == 1 else ipv4,
+                            ipv6[0] if len(ipv6) == 1 else ipv6, None, ptr, origin, "hosts",
+                            None))
 
-    samples = [(("a", "b"), ("10.0.0.1",), ("fd00::1",), "A", "o"), (("a",), (), (), "a", "")]
+    samples = [(("a", "b"), ("10.0.0.1",), ("fd00::1",), "A", "o"), (("a",), (), (), "a", ""),
+               (("a",), ("10.0.0.1", "10.0.0.2"), (), "A", "o")]
     for sample in samples:
         fast, plain = make(*sample), construct(*sample)
         if fast != plain or type(fast) is not type(plain) or any(

@@ -53,7 +53,7 @@ def test_unnumbered_records_share_their_origin_and_names() -> None:
     assert web is not None and db is not None and mixed is not None
     assert web.origin is origin and db.origin is origin
     assert web.ptr is web.names[0]  # already lower case: one string
-    assert web.ipv4 is db.ipv4  # a repeated address: one tuple
+    assert web.ipv4[0] is db.ipv4[0]  # a repeated address: one string
     assert mixed.ptr == "Mixed" and mixed.names == ("mixed",)
 
 
