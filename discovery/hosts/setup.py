@@ -14,16 +14,24 @@ class HostsFiles:
 
     def __init__(self, settings: DiscoverySettings, registry: Registry) -> None:
         self.paths = list(settings.hosts_files)
+        self.registry = registry
         self.hosts = HostsSource(registry, self.paths)
 
     async def start(self) -> None:
-        self.hosts.load()
+        # Before the daemon listens: a name in a hosts file is never forwarded, not even in the
+        # seconds a million-line blocklist takes to read (Unbound and dnsmasq also read theirs
+        # first). The parse runs in a thread, so the loop meanwhile serves signals and the
+        # other sources' first syncs.
+        await self.hosts.load()
 
     async def run(self) -> None:
         await self.hosts.watch()
 
     async def load(self) -> None:
-        self.hosts.load()
+        # ``dockdns check`` and ``dockdns registry``: one read, every record named PATH:LINE.
+        self.registry.remove(self.name)
+        self.hosts = HostsSource(self.registry, self.paths, numbered=True)
+        await self.hosts.load()
 
     def reconfigure(self, settings: DiscoverySettings) -> None:
         if list(settings.hosts_files) != self.paths:
@@ -32,12 +40,16 @@ class HostsFiles:
 
     @property
     def ready(self) -> bool:
-        """False while a hosts file cannot be read (its last good records are served)."""
-        return not self.hosts.errors
+        """False while a hosts file is not read yet, or cannot be read (its last good records
+        are served meanwhile)."""
+        return not self.hosts.errors and not self.hosts.loading and not self.hosts.handing
 
     @property
     def reason(self) -> str:
-        return "; ".join(self.hosts.errors.values())
+        loading = [f"loading {path}" for path in self.hosts.loading]
+        if self.hosts.handing:
+            loading.append(f"{self.hosts.handing} records still to be handed to the registry")
+        return "; ".join([*loading, *self.hosts.errors.values()])
 
     async def first_sync(self) -> None:
         return None  # loaded in start()

@@ -1,5 +1,6 @@
 """The hosts source's setup: always made (SIGHUP may add files), loaded in start() so names
-answer before the daemon listens, and reconfigured to new paths."""
+answer before the daemon listens, reconfigured to new paths, not ready while a file is unread,
+and loaded for ``dockdns check`` with every record named PATH:LINE."""
 
 from __future__ import annotations
 
@@ -23,14 +24,17 @@ def test_made_loaded_and_reconfigured(tmp_path: Path) -> None:
     (source,) = setup(DiscoverySettings(docker=False, swarm=False), registry)
     assert isinstance(source, HostsFiles) and source.name == "hosts"
     asyncio.run(source.start())
-    assert names(registry) == set()
+    assert names(registry) == set() and source.ready
+    # Small new files are read at once by the reload itself.
     source.reconfigure(DiscoverySettings(hosts_files=(str(first),)))
-    assert names(registry) == {"alpha"}
+    assert names(registry) == {"alpha"} and source.ready
     source.reconfigure(DiscoverySettings(hosts_files=(str(first), str(second))))
     assert names(registry) == {"alpha", "beta"}
-    # Loading again (what check does) reads the same files.
+    # Loading again (what check does) reads the same files, naming each record's line.
     asyncio.run(source.load())
     assert names(registry) == {"alpha", "beta"}
+    (beta,) = registry.snapshot.global_names["beta"].records
+    assert beta.origin == f"{second}:1"
 
 
 def test_start_loads_before_listening(tmp_path: Path) -> None:
@@ -38,6 +42,8 @@ def test_start_loads_before_listening(tmp_path: Path) -> None:
     path.write_text("10.0.0.3 gamma\n")
     registry = Registry()
     (source,) = setup(DiscoverySettings(hosts_files=(str(path),)), registry)
+    assert isinstance(source, HostsFiles)
+    assert not source.ready and source.reason == f"loading {path}"
     asyncio.run(source.start())
-    assert names(registry) == {"gamma"}
+    assert names(registry) == {"gamma"} and source.ready and source.reason == ""
     asyncio.run(source.first_sync())  # nothing to wait for
