@@ -51,9 +51,6 @@ REGISTRY = 10_000
 OUTSTANDING = 200  # dnsperf -q: twice its default; beyond this it gains no throughput here
 # Queries a run: dnsperf passes through the 1,000-name mix this many times (about a million).
 PASSES = 1000
-# The runs of a smoke run (``ctx.seconds`` below this) are a tenth as long: enough to show the
-# harness works, not enough to measure a rare loss.
-SMOKE_SECONDS = 2.0
 SAMPLE_INTERVAL = 0.02  # how often dnsperf's sockets are read while it runs
 RUN_BOUND = 600.0  # seconds one dnsperf run may take at most (a million queries take ~10-20)
 
@@ -227,8 +224,9 @@ def measure(server: Server, queries: Path, passes: int) -> dict[str, Any]:
 # --- the scenario ------------------------------------------------------------------------------
 
 def runs_and_passes(ctx: scenarios.Context) -> tuple[int, int]:
-    smoke = ctx.seconds < SMOKE_SECONDS
-    return max(1, ctx.rounds), PASSES // 10 if smoke else PASSES
+    # A smoke run's runs are a tenth as long: enough to show the harness works, not enough to
+    # measure a rare loss.
+    return max(1, ctx.rounds), PASSES // 10 if ctx.smoke else PASSES
 
 
 def measure_runs(server: Server, queries: Path, runs: int, passes: int) -> list[dict[str, Any]]:

@@ -1,40 +1,17 @@
 """Every scenario ``make bench`` knows, by name, in the order it runs them and RESULTS.md shows
 them. A scenario is a function ``(Context) -> dict`` (a JSON-ready result with ``"status"``;
 see report.py for what it may hold); adding one is one line here.
-
-Scenarios written on other branches are named here before their modules arrive: ``external``
-imports the module when the scenario runs, and until it exists the scenario is reported as
-skipped rather than failing the run.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import churn, misses, scenarios
-from benchmarks.scenarios import Context, Skip
+from benchmarks import capacity, churn, hosts_scale, misses, scenarios, swarm_calls
+from benchmarks.scenarios import Context
 
 Scenario = Callable[[Context], dict[str, Any]]
-
-
-def external(module: str, function: str) -> Scenario:
-    """``benchmarks.<module>.<function>``, looked up when the scenario runs."""
-    qualified = f"benchmarks.{module}"
-
-    def run(ctx: Context) -> dict[str, Any]:
-        try:
-            loaded = importlib.import_module(qualified)
-        except ModuleNotFoundError as err:
-            if err.name != qualified:  # the module is there but something it imports is not
-                raise
-            raise Skip(f"benchmarks/{module}.py is not in this tree") from None
-        result: dict[str, Any] = getattr(loaded, function)(ctx)
-        return result
-
-    run.__name__ = function
-    return run
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -47,9 +24,9 @@ SCENARIOS: dict[str, Scenario] = {
     "propagation": scenarios.propagation,
     "churn": churn.churn,
     "dead_upstream": scenarios.dead_upstream,
-    "capacity": external("capacity", "capacity"),
-    "hosts_scale": external("hosts_scale", "hosts_scale"),
-    "swarm_calls": external("swarm_calls", "swarm_calls"),
+    "capacity": capacity.capacity,
+    "hosts_scale": hosts_scale.hosts_scale,
+    "swarm_calls": swarm_calls.swarm_calls,
 }
 
 

@@ -41,6 +41,7 @@ from benchmarks import servers, workload
 from benchmarks.scenarios import LOOPBACK, Context, upstream
 
 LINES = 1_000_000
+SMOKE_LINES = 10_000  # a smoke run's file
 START_TIMEOUT = 300.0  # a million names on a busy 2-core machine
 PACE = 0.001  # the client's pause between queries
 QUERY_TIMEOUT = 1.0  # a query unanswered this long counts as lost (the gap goes on)
@@ -283,8 +284,11 @@ def _settled_rss(pid: int) -> float:
 
 # --- the scenario --------------------------------------------------------------------------
 
-def hosts_scale(ctx: Context, lines: int = LINES) -> dict[str, Any]:
-    """dockdns and Unbound holding the same ``lines`` names: start, memory, a one-line change."""
+def hosts_scale(ctx: Context, lines: int | None = None) -> dict[str, Any]:
+    """dockdns and Unbound holding the same ``lines`` names (LINES, SMOKE_LINES in a smoke run):
+    start, memory, a one-line change."""
+    if lines is None:
+        lines = SMOKE_LINES if ctx.smoke else LINES
     hosts = workload.write_hosts(ctx.work / f"hosts-{lines}", lines)
     local_data = write_local_data(ctx.work / f"unbound-local-{lines}.conf", lines)
     probe = workload.local_name(lines - 1)

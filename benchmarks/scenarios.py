@@ -30,6 +30,11 @@ PROPAGATION_TIMEOUT = 5.0  # a start not answering by then counts as a failure t
 POLL_INTERVAL = 0.001
 
 
+# A run shorter than this a measurement (``--smoke``): scenarios that size themselves (a million
+# hosts lines, 200 Swarm tasks) take a small size, enough to prove the harness, not to measure.
+SMOKE_SECONDS = 2.0
+
+
 class Skip(Exception):
     """The scenario cannot run here; the message says why."""
 
@@ -52,6 +57,10 @@ class Context:
         self.work.chmod(0o755)
         self.log_dir = self.work / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def smoke(self) -> bool:
+        return self.seconds < SMOKE_SECONDS
 
     @property
     def upstream(self) -> list[str]:

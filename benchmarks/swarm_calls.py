@@ -48,9 +48,12 @@ SCALED = f"{PREFIX}scale"  # the service scaled up one replica at a time
 CLIENT = f"{PREFIX}client"
 POOL = "10.249.0.0/16"  # the overlay's /23 comes from here (a /24 is tight for 200 tasks)
 IDLE_SIZES = (20, 200)
+SMOKE_SIZES = (2, 4)  # a smoke run's: proves the harness in seconds, measures nothing
 # Two full re-reads (--swarm-reconcile 60) fall in each window, whatever its phase.
 IDLE_SECONDS = 120.0
 SCALE_RUNS = 5
+SMOKE_IDLE_SECONDS = 5.0
+SMOKE_SCALE_RUNS = 1
 TASKS_TIMEOUT = 900.0  # 180 busybox tasks start in a minute or two on 2 busy cores
 ANSWER_TIMEOUT = 120.0
 SCALE_TIMEOUT = 30.0  # one replica more, answered by both
@@ -163,8 +166,8 @@ def _cleanup(docker: Any) -> None:
 
 
 @contextlib.contextmanager
-def _swarm(docker: Any) -> Iterator[tuple[Any, str]]:
-    """The overlay, the two services (IDLE at the first size, SCALED at one replica) and the
+def _swarm(docker: Any, first_size: int) -> Iterator[tuple[Any, str]]:
+    """The overlay, the two services (IDLE at ``first_size``, SCALED at one replica) and the
     client container; (the client container, the docker_gwbridge gateway)."""
     import docker.types as types
 
@@ -176,7 +179,7 @@ def _swarm(docker: Any) -> Iterator[tuple[Any, str]]:
         NETWORK, driver="overlay", attachable=True, labels={engine.LABEL: "1"},
         ipam=types.IPAMConfig(pool_configs=[types.IPAMPool(subnet=subnet)]))
     try:
-        for name, replicas in ((IDLE, IDLE_SIZES[0]), (SCALED, 1)):
+        for name, replicas in ((IDLE, first_size), (SCALED, 1)):
             spec = types.ContainerSpec(image, command=["sleep", engine.LIFETIME],
                                        stop_grace_period=STOP_GRACE_NS)
             docker.api.create_service(
@@ -277,10 +280,12 @@ def swarm_calls(ctx: Context) -> dict[str, Any]:
         raise Skip(reason)
     docker = engine.client()
     _require_manager(docker)
+    sizes, idle_seconds, scale_runs = ((SMOKE_SIZES, SMOKE_IDLE_SECONDS, SMOKE_SCALE_RUNS)
+                                       if ctx.smoke else (IDLE_SIZES, IDLE_SECONDS, SCALE_RUNS))
     results: dict[str, Any] = {"status": "ok", "sizes": {}, "scale_up_ms": []}
-    with _swarm(docker) as (client, gateway), \
+    with _swarm(docker, sizes[0]) as (client, gateway), \
             EngineProxy(ctx.work / "swarm-engine.sock", ENGINE_SOCKET) as proxy:
-        _wait(lambda: _running(docker, IDLE) == IDLE_SIZES[0] and _running(docker, SCALED) == 1,
+        _wait(lambda: _running(docker, IDLE) == sizes[0] and _running(docker, SCALED) == 1,
               TASKS_TIMEOUT, "the first tasks running")
         port = servers.free_port()
         outer = servers.free_port(gateway)
@@ -288,10 +293,10 @@ def swarm_calls(ctx: Context) -> dict[str, Any]:
                              ["--docker-host", proxy.url, "--listen", f"{gateway}:{outer}",
                               *ctx.upstream], f"tasks.{IDLE}", ctx.log_dir,
                              docker=True):
-            for run in range(SCALE_RUNS):
+            for run in range(scale_runs):
                 delays = _scale_up(client, gateway, outer, 1 + run)
                 results["scale_up_ms"].append(delays)
-            for size in IDLE_SIZES:
+            for size in sizes:
                 if _running(docker, IDLE) != size:
                     _scale(IDLE, size)
                 _wait(lambda size=size: _running(docker, IDLE) == size, TASKS_TIMEOUT,
@@ -299,8 +304,8 @@ def swarm_calls(ctx: Context) -> dict[str, Any]:
                 _wait(lambda size=size: _answered(port, f"tasks.{IDLE}") == size,
                       ANSWER_TIMEOUT, f"dockdns answering {size} tasks")
                 time.sleep(5)  # the last followed reads are done
-                results["sizes"][str(size)] = {"tasks": size + 1 + SCALE_RUNS,
-                                               **_idle(proxy, IDLE_SECONDS)}
+                results["sizes"][str(size)] = {"tasks": size + 1 + scale_runs,
+                                               **_idle(proxy, idle_seconds)}
     runs = results["scale_up_ms"]
     for label in ("dockdns", "docker"):
         values = [r[label] for r in runs if r[label] is not None]
@@ -314,10 +319,10 @@ def swarm_calls(ctx: Context) -> dict[str, Any]:
     results["scale_up_dockdns_not_later"] = sum(
         1 for r in runs if r["dockdns"] is not None and r["docker"] is not None
         and r["dockdns"] <= r["docker"])
-    small, large = (results["sizes"][str(s)]["swarm_calls_per_minute"] for s in IDLE_SIZES)
+    small, large = (results["sizes"][str(s)]["swarm_calls_per_minute"] for s in sizes)
     results["swarm_calls_ratio"] = round(large / small, 3) if small else None
     results["notes"] = [
-        f"Idle windows of {IDLE_SECONDS:g} s with the default --swarm-reconcile 60; "
+        f"Idle windows of {idle_seconds:g} s with the default --swarm-reconcile 60; "
         "swarm_calls_per_minute counts /info, /tasks, /services, /networks and "
         "/networks/docker_gwbridge; calls_per_minute everything this dockdns asked (its Docker "
         "source's pings and inspects of other containers on a shared engine included).",
