@@ -47,7 +47,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--history-from", type=Path, action="append", default=[],
                         metavar="RESULTS_JSON", help="also put this other run's figures in the "
                         "history (e.g. the same scenarios run on an earlier commit just before)")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: write RESULTS.md and results.png again from the "
+                             "results.json in --out, with the report and the scenarios' "
+                             "targets as this tree states them")
     return parser
+
+
+def render(out: Path) -> dict[str, Any]:
+    """The run stored in ``out``, its targets restated by each scenario that can (``restate``
+    in its module) from the figures it measured."""
+    document: dict[str, Any] = json.loads((out / "results.json").read_text())
+    for name, result in document["scenarios"].items():
+        scenario = catalog.SCENARIOS.get(name)
+        restate = getattr(sys.modules.get(getattr(scenario, "__module__", "")), "restate", None)
+        if result.get("status") == "ok" and restate is not None:
+            restate(result)
+    document["targets"] = report.target_dicts(report.targets(document["scenarios"]))
+    return document
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -110,6 +127,14 @@ def _one_line(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.render:
+        document = render(args.out)
+        document["plot"] = plot.write(document, args.out / plot.NAME)
+        (args.out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
+        (args.out / "RESULTS.md").write_text(report.markdown(document))
+        print(f"wrote {args.out / 'RESULTS.md'} again from {args.out / 'results.json'}",
+              file=sys.stderr)
+        return 0
     if not dnsperf.available():
         print("benchmarks: dnsperf is not installed (Debian package dnsperf)", file=sys.stderr)
         return 2
