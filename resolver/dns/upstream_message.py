@@ -22,6 +22,7 @@ import dnslib
 from resolver.dns import wire
 
 TTL = struct.Struct("!I")
+QUESTION_FLAGS = struct.Struct("!HH")  # a header's flags and QDCOUNT
 
 # The UDP size we advertise upstream (DNS flag day 2020): answers larger than this come back with
 # TC=1 and are fetched over TCP rather than as fragmented datagrams.
@@ -108,14 +109,24 @@ def reply_question(reply: bytes) -> bytes | None:
     """
     if len(reply) < wire.HEADER.size:
         return None
-    flags, qdcount = struct.unpack_from("!HH", reply, 2)
+    flags, qdcount = QUESTION_FLAGS.unpack_from(reply, 2)
     if not flags & wire.QR or flags & wire.OPCODE_MASK or qdcount != 1:
         return None
-    try:
-        _, end = wire.read_name(reply, wire.HEADER.size, allow_pointers=False)
-    except ValueError:
-        return None
-    if end + 4 > len(reply):
+    # The name's end, found by its label lengths alone (no labels made: this runs per reply).
+    end = wire.HEADER.size
+    size = len(reply)
+    limit = wire.HEADER.size + wire.MAX_NAME_WIRE
+    while True:
+        if end >= size:
+            return None
+        length = reply[end]
+        if length == 0:
+            end += 1
+            break
+        if length & 0xC0:
+            return None  # a pointer (or an unknown label type) in the question
+        end += length + 1
+    if end > limit or end + 4 > size:
         return None
     return reply[wire.HEADER.size : end + 4]
 
@@ -252,8 +263,11 @@ def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
     ext_rcode = 0
     opt_at: int | None = None
     negative_ttl: int | None = None
-    answers: list[tuple[tuple[bytes, ...], int, tuple[bytes, ...] | None]] = []
-    qname: tuple[bytes, ...] | None = None  # the question's name, lowered, once read
+    # Answer records by (owner, type, CNAME target); an owner of None is the question's own name
+    # (a pointer to it), read only when the chain must be checked.
+    answers: list[tuple[tuple[bytes, ...] | None, int, tuple[bytes, ...] | None]] = []
+    # Every answer owned by the question's name itself, no CNAME among them: all in the chain.
+    plain = True
     total = ancount + nscount + arcount
     for index in range(total):
         record_start = offset
@@ -263,12 +277,7 @@ def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
                     and reply[offset + 1] == wire.HEADER.size)
         offset = offset + 2 if to_qname else _check_pointers(reply, offset, len(reply))
         if index < ancount:
-            if to_qname:
-                if qname is None:
-                    qname = _lowered_name(reply, wire.HEADER.size)
-                owner = qname
-            else:
-                owner = _lowered_name(reply, record_start)
+            owner = None if to_qname else _lowered_name(reply, record_start)
         if offset + wire.RR_FIXED.size > len(reply):
             raise BadReply("record runs past the end")
         rtype, _, ttl, rdlength = wire.RR_FIXED.unpack_from(reply, offset)
@@ -292,9 +301,14 @@ def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
             for _ in range(layout[1]):
                 at = _check_pointers(reply, at, rdata_end)
         if index < ancount:
-            target = (_lowered_name(reply, fixed_at + wire.RR_FIXED.size)
-                      if rtype == wire.TYPE_CNAME else None)
-            answers.append((owner, rtype, target))
+            if rtype == wire.TYPE_CNAME:
+                plain = False
+                answers.append((owner, rtype,
+                                _lowered_name(reply, fixed_at + wire.RR_FIXED.size)))
+            else:
+                if owner is not None:
+                    plain = False
+                answers.append((owner, rtype, None))
         if rtype == wire.TYPE_SOA and ancount <= index < ancount + nscount:
             if rdlength < 20:
                 raise BadReply("SOA record too short")
@@ -308,27 +322,22 @@ def scan(reply: bytes, scrubbed: bool = False) -> UpstreamReply:
         ends.append(offset - body_start)
     if offset != len(reply):
         raise BadReply("trailing bytes after the message")
-    # Every answer owned by the question's name itself, no CNAME among them: all in the chain.
-    plain = all(owner is qname and rtype != wire.TYPE_CNAME for owner, rtype, _ in answers)
-    drop = set() if plain else _out_of_chain(question, answers)
+    drop: set[int] = set()
+    if not plain:
+        qname = _lowered_name(reply, wire.HEADER.size)
+        drop = _out_of_chain(question, [(qname if owner is None else owner, rtype, target)
+                                        for owner, rtype, target in answers])
     if drop:
         if scrubbed:
             raise BadReply("answer section still outside the question's chain")
         return scan(_without_answers(reply, drop), scrubbed=True)
     body_end = opt_at if opt_at is not None else offset
-    return UpstreamReply(
-        flags=flags,
-        rcode=(ext_rcode << 4) | (flags & 0xF),
-        question=question,
-        body=reply[body_start:body_end],
-        ttl_offsets=tuple(ttl_offsets),
-        ttls=tuple(ttls),
-        ends=tuple(ends),
-        answer_count=ancount,
-        authority_count=nscount,
-        additional_count=arcount - (1 if opt_at is not None else 0),
-        negative_ttl=negative_ttl,
-    )
+    # Positional: keywords would cost a dict per reply. The fields in order: flags, rcode,
+    # question, body, ttl_offsets, ttls, ends, answer/authority/additional counts, negative TTL.
+    return UpstreamReply(flags, (ext_rcode << 4) | (flags & 0xF), question,
+                         reply[body_start:body_end], tuple(ttl_offsets), tuple(ttls), tuple(ends),
+                         ancount, nscount, arcount - (1 if opt_at is not None else 0),
+                         negative_ttl)
 
 
 def normalize(reply: bytes, drop: frozenset[int] | set[int] = frozenset()) -> bytes:
