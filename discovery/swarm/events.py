@@ -4,9 +4,12 @@ One subscription per engine (``FILTERS``): ``service``, ``node`` and ``network``
 ``container`` events that show a task's container starting, turning healthy or dying on this
 node. Task state changes are not events in Docker's API; what shows a scale-up on a node is the
 task's container (seen here on a single-node Swarm of Docker 20.10, `docker service scale` of
-one more replica: ``service update`` at once, then ``container create`` (~0.2 s), ``network
-connect`` of the task's overlay (~0.22 s), ``container start`` (~0.5 s), which is when Docker's
-resolver starts answering the task; the manager reports it running 20-110 ms later).
+one more replica: ``service update`` at once, then ``container create`` (~0.17 s), ``network
+connect`` of the task's overlay (~0.2 s), ``container start`` (~0.5 s); Docker's resolver starts
+answering the task about 2 ms after the start event is stamped, and the manager reports it
+running 20-110 ms later). The ``connect`` comes too early to answer on: the endpoint has joined,
+but the Swarm executor enables its service binding (libnetwork's ``EnableService``) only once the
+container's start returned, or, with a health check, once it turned healthy.
 
 ``classify`` is pure (an event dictionary in, a ``Signal`` out); ``EngineEvents`` reads the
 blocking SDK stream in a daemon thread and hands each event to the event loop.
@@ -56,6 +59,7 @@ class Signal:
     task: str = ""  # task ID
     container: str = ""  # container ID
     action: str = ""
+    image: str = ""  # a task container's image as its create event names it
 
 
 def classify(event: Mapping[str, Any]) -> Signal | None:
@@ -89,7 +93,8 @@ def classify(event: Mapping[str, Any]) -> Signal | None:
     if action not in (CREATED, STARTED, DIED):
         return None
     if service and task:
-        return Signal(TASK, service, task, actor_id, action)
+        image = str(attributes.get("image") or "") if action == CREATED else ""
+        return Signal(TASK, service, task, actor_id, action, image)
     if action in (STARTED, DIED):
         return Signal(CONTAINER, container=actor_id, action=action)
     return None

@@ -52,7 +52,7 @@ from discovery.docker.engine_socket import DEFAULT_ENGINE, check_unix_socket
 from discovery.registry.registry import Registry
 from discovery.swarm import events as ev
 from discovery.swarm.events import EngineEvents, Signal
-from discovery.swarm.model import GWBRIDGE, Json, has_healthcheck
+from discovery.swarm.model import GWBRIDGE, Json, has_healthcheck, task_healthcheck
 from discovery.swarm.state import Delta, SwarmState
 
 log = logging.getLogger("dockdns.swarm")
@@ -168,6 +168,17 @@ def read_clients(client: Any) -> tuple[Json | None, list[Json]]:
     return gwbridge, api.containers(filters={"id": ids})
 
 
+def read_images(client: Any, images: Iterable[str]) -> dict[str, Json | None]:
+    """``docker image inspect`` of each image (None: not found by that reference)."""
+    found: dict[str, Json | None] = {}
+    for image in images:
+        try:
+            found[image] = client.api.inspect_image(image)
+        except docker.errors.NotFound:
+            found[image] = None
+    return found
+
+
 def read_health(client: Any, containers: Iterable[str]) -> dict[str, bool | None]:
     """Container ID -> whether it has a health check (None: it is gone)."""
     found: dict[str, bool | None] = {}
@@ -191,13 +202,16 @@ class Pending:
     clients: bool = False
     specs: set[str] = field(default_factory=set)  # services: spec and tasks
     tasks: set[str] = field(default_factory=set)  # services: tasks
-    health: set[str] = field(default_factory=set)  # containers whose health check to learn
+    # Task containers just created: container -> (service, task, image); whether each has a
+    # health check comes from its task's spec and its image, which answer before it starts.
+    images: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    health: set[str] = field(default_factory=set)  # containers to inspect for a health check
     # Task containers started before their health check was known: container -> (service, task).
     started: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.full or self.role or self.networks or self.clients or self.specs
-                    or self.tasks or self.health or self.started)
+                    or self.tasks or self.images or self.health or self.started)
 
 
 @dataclass(slots=True)
@@ -357,15 +371,6 @@ class SwarmSource:
         take, self._pending = self._pending, Pending()
         started = self._sequence
         changed: set[str] = set()
-        if take.health or take.started:
-            known = await asyncio.to_thread(read_health, client,
-                                            take.health | set(take.started))
-            for container, checked in known.items():
-                if checked is not None:
-                    self._health[container] = checked
-            for container, (service, task) in take.started.items():
-                if known.get(container) is False:
-                    self._publish(self.state.task_seen(service, task, True, started))
         if take.full:
             if self._manager:
                 full = await asyncio.to_thread(read_all, client)
@@ -384,6 +389,10 @@ class SwarmSource:
             if specs or tasks:
                 services, listed = await asyncio.to_thread(read_services, client, specs, tasks)
                 changed |= self._publish(self.state.set_services(services, listed, started))
+        # After the tasks: a new container's task is in them (its spec says half of whether the
+        # container has a health check).
+        if take.images or take.health or take.started:
+            await self._learn_health(client, take, started)
         if self._clients_wanted and (take.full or take.clients):
             gwbridge, containers = await asyncio.to_thread(read_clients, client)
             self._publish(self.state.set_clients(gwbridge, containers))
@@ -392,6 +401,30 @@ class SwarmSource:
         if self.registry.part(self.name) is None:
             self._publish(Delta())  # the first read: the (maybe empty) part is there
         self._track(take.specs | take.tasks, due, changed)
+
+    async def _learn_health(self, client: Any, take: Pending, started: int) -> None:
+        """Whether new task containers have a health check, so that each one's start counts it
+        at once (``_on_task``), without an engine call between the start and the answer; then
+        the starts that came before it was known."""
+        if take.images:
+            images = await asyncio.to_thread(
+                read_images, client, {image for _, _, image in take.images.values()})
+            for container, (service, task_id, image) in take.images.items():
+                task = self.state.task(service, task_id)
+                data = images.get(image)
+                if task is not None and data is not None:
+                    self._health[container] = task_healthcheck(task, data)
+                elif container not in self._health:
+                    take.health.add(container)  # the task or its image unknown: ask the container
+        unknown = (take.health | set(take.started)) - set(self._health)
+        if unknown:
+            for container, checked in (await asyncio.to_thread(read_health, client,
+                                                               unknown)).items():
+                if checked is not None:
+                    self._health[container] = checked
+        for container, (service, task_id) in take.started.items():
+            if self._health.get(container) is False:
+                self._publish(self.state.task_seen(service, task_id, True, started))
 
     def _track(self, kicked: set[str], due: set[str], changed: Iterable[str]) -> None:
         """Follow the services still converging: soon after an event, then less and less often,
@@ -484,7 +517,11 @@ class SwarmSource:
         pending.tasks.add(signal.service)
         action, container = signal.action, signal.container
         if action == ev.CREATED:
-            pending.health.add(container)  # known before it starts: the start then costs nothing
+            # Known before it starts: the start then costs nothing.
+            if signal.image:
+                pending.images[container] = (signal.service, signal.task, signal.image)
+            else:
+                pending.health.add(container)
             return
         if action in (ev.STARTED, ev.DIED):
             pending.clients = True

@@ -134,6 +134,13 @@ class SwarmState:
         """IDs of the containers the last clients read found on docker_gwbridge."""
         return self._bridged
 
+    def task(self, service_id: str, task_id: str) -> Json | None:
+        """A desired-running task as last read (None: not read yet, or no longer wanted)."""
+        for task in self.tasks.get(service_id, ()):
+            if task.get("ID") == task_id:
+                return task
+        return None
+
     def task_containers(self) -> set[str]:
         """Container IDs of the known tasks."""
         return {str(((t.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")

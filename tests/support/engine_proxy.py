@@ -5,25 +5,28 @@ the proxy records every HTTP request it passes on (method, path without the API 
 and how many bytes the engine sent back for each path. It can also take the engine away and give
 it back (``stop``/``start``: every connection is cut, the socket disappears), and silence the
 event streams while everything else keeps working (``mute_events``: events the engine sends
-are dropped, as a stream whose peer is gone without a word).
+are dropped, as a stream whose peer is gone without a word), and hold back some requests
+(``hold``: each is counted when it arrives and reaches the engine only on ``release``, as
+calls to an engine that is slow to answer them).
 
 Requests are parsed only as far as counting needs: the request line, the headers and a body of
-``Content-Length`` bytes (what the Docker SDK sends); a connection that switches protocols
-(attach, exec) is relayed without further counting. The asyncio loop runs in a thread of its
-own, so synchronous tests and benchmarks can use it.
+``Content-Length`` bytes (what the Docker SDK sends), and passed on whole; a connection that
+switches protocols (attach, exec) or sends a chunked body is relayed without further counting.
+The asyncio loop runs in a thread of its own, so synchronous tests and benchmarks can use it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ class Request:
     method: str
     path: str  # without the API version: /tasks, /services, /events, /info, ...
     query: dict[str, list[str]]
+    held: bool = False  # whether it waited for ``EngineProxy.release``
 
     @property
     def filters(self) -> dict[str, Any]:
@@ -68,6 +72,8 @@ class EngineProxy:
         self._requests: list[Request] = []
         self._bytes: Counter[str] = Counter()
         self._muted = False
+        self._held: Callable[[Request], bool] | None = None  # which wait for ``release``
+        self._released: asyncio.Event | None = None  # on the proxy's loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -142,6 +148,30 @@ class EngineProxy:
         sees it end.)"""
         self._muted = muted
 
+    def hold(self, which: Callable[[Request], bool]) -> None:
+        """From now on, requests that ``which`` accepts (it is called in the proxy's thread)
+        wait before reaching the engine, until ``release``."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the proxy is not running")
+        asyncio.run_coroutine_threadsafe(self._hold(which), loop).result(10)
+
+    async def _hold(self, which: Callable[[Request], bool]) -> None:
+        self._released = asyncio.Event()
+        self._held = which
+
+    def release(self) -> None:
+        """Let every held request, and any later one, through."""
+        self._held = None
+        loop, released = self._loop, self._released
+        if loop is not None and released is not None:
+            loop.call_soon_threadsafe(released.set)
+
+    def held(self) -> list[Request]:
+        """The requests that arrived while held back (whether released since or not)."""
+        with self._lock:
+            return [r for r in self._requests if r.held]
+
     def __enter__(self) -> EngineProxy:
         self.start()
         return self
@@ -185,51 +215,68 @@ class EngineProxy:
 
     async def _requests_from(self, reader: asyncio.StreamReader,
                              connection: _Connection) -> None:
-        """Client -> engine, counting each request as its head goes by."""
+        """Client -> engine: each request counted as its head and body go by, then passed on
+        (after a wait, if its path is held back)."""
         assert connection.engine is not None
         buffer = b""
         counting = True
         try:
             while data := await reader.read(CHUNK):
-                connection.engine.write(data)
-                await connection.engine.drain()
                 if not counting:
+                    connection.engine.write(data)
+                    await connection.engine.drain()
                     continue
                 buffer += data
-                buffer, counting = self._count(buffer, connection)
+                while True:
+                    request, size, counting = self._count(buffer, connection)
+                    if request is None:
+                        break
+                    if request.held and self._released is not None:
+                        await self._released.wait()
+                    connection.engine.write(buffer[:size])
+                    await connection.engine.drain()
+                    buffer = buffer[size:]
+                    if not counting:
+                        break
+                if not counting or len(buffer) > MAX_HEAD:
+                    counting = False
+                    connection.engine.write(buffer)  # not HTTP as the SDK sends it: relay it
+                    await connection.engine.drain()
+                    buffer = b""
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             with contextlib.suppress(Exception):
                 connection.engine.write_eof()
 
-    def _count(self, buffer: bytes, connection: _Connection) -> tuple[bytes, bool]:
-        """Take every complete request out of ``buffer``; (the rest, whether to go on)."""
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return buffer, len(buffer) <= MAX_HEAD
-            head = buffer[:end].decode("latin-1").split("\r\n")
-            parts = head[0].split(" ")
-            if len(parts) < 2:
-                return b"", False
-            headers = {}
-            for line in head[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            length = int(headers.get("content-length") or 0)
-            if end + 4 + length > len(buffer):
-                return buffer, True  # the body is still coming
-            url = urllib.parse.urlsplit(parts[1])
-            path = _VERSION.sub("", url.path)
-            request = Request(time.monotonic(), parts[0], path,
-                              urllib.parse.parse_qs(url.query))
-            with self._lock:
-                self._requests.append(request)
-            connection.path = path
-            buffer = buffer[end + 4 + length:]
-            if "chunked" in headers.get("transfer-encoding", "") or "upgrade" in headers:
-                return b"", False
+    def _count(self, buffer: bytes,
+               connection: _Connection) -> tuple[Request | None, int, bool]:
+        """The first complete request in ``buffer``: (it, how many bytes it takes, whether to
+        go on counting after it); (None, 0, True) while it is incomplete."""
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return None, 0, True
+        head = buffer[:end].decode("latin-1").split("\r\n")
+        parts = head[0].split(" ")
+        if len(parts) < 2:
+            return None, 0, False
+        headers = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length") or 0)
+        if end + 4 + length > len(buffer):
+            return None, 0, True  # the body is still coming
+        url = urllib.parse.urlsplit(parts[1])
+        path = _VERSION.sub("", url.path)
+        request = Request(time.monotonic(), parts[0], path, urllib.parse.parse_qs(url.query))
+        if self._held is not None and self._held(request):
+            request = dataclasses.replace(request, held=True)
+        with self._lock:
+            self._requests.append(request)
+        connection.path = path
+        chunked = "chunked" in headers.get("transfer-encoding", "") or "upgrade" in headers
+        return request, end + 4 + length, not chunked
 
     async def _answers_to(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
         """Engine -> client, counted under the request being answered."""

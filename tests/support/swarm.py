@@ -134,16 +134,17 @@ class SwarmLab:
     def service(self, name: str, networks: Sequence[str], *, replicas: int = 1,
                 dnsrr: bool = False, aliases: Mapping[str, Sequence[str]] | None = None,
                 healthcheck: Mapping[str, Any] | None = None,
-                command: Sequence[str] = ("sleep", "3600"), global_mode: bool = False) -> Service:
-        """Create a service of the test image on ``networks``: replicated, or global (one task
-        per node) with ``global_mode``."""
+                command: Sequence[str] = ("sleep", "3600"), global_mode: bool = False,
+                image: str | None = None) -> Service:
+        """Create a service of the test image (or of ``image``, a local image's ID) on
+        ``networks``: replicated, or global (one task per node) with ``global_mode``."""
         self.lab._named(name)
         aliases = aliases or {}
         for names in aliases.values():
             for alias in names:
                 self.lab._named(alias)
         container = docker.types.ContainerSpec(
-            self.image_id, command=list(command), stop_grace_period=STOP_GRACE_NS,
+            image or self.image_id, command=list(command), stop_grace_period=STOP_GRACE_NS,
             healthcheck=docker.types.Healthcheck(**healthcheck) if healthcheck else None)
         attachments = [docker.types.NetworkAttachmentConfig(
             self.lab.networks[n].id, aliases=list(aliases.get(n, ())) or None) for n in networks]

@@ -31,12 +31,15 @@ def test_a_scale_up_as_the_engine_reports_it() -> None:
     assert classify(event("service", "update", SERVICE_ID, "swarm", name="swarm-e1",
                           **{"replicas.new": "2", "replicas.old": "1"})) == Signal(
         ev.SERVICE, service=SERVICE_ID, action="update")
-    assert classify(event("container", "create", CONTAINER, **TASK_LABELS)) == Signal(
-        ev.TASK, SERVICE_ID, TASK_ID, CONTAINER, ev.CREATED)
+    assert classify(event("container", "create", CONTAINER, image="sha256:1d2e",
+                          **TASK_LABELS)) == Signal(
+        ev.TASK, SERVICE_ID, TASK_ID, CONTAINER, ev.CREATED, image="sha256:1d2e")
     assert classify(event("network", "connect", "jxr0na9onwgrw6dqyr8okztuw",
                           container=CONTAINER, name="swarm-exp", type="overlay")) == Signal(
         ev.ATTACHED, container=CONTAINER, action="connect")
-    assert classify(event("container", "start", CONTAINER, **TASK_LABELS)) == Signal(
+    # Only a create names the image (the health check's other half).
+    assert classify(event("container", "start", CONTAINER, image="sha256:1d2e",
+                          **TASK_LABELS)) == Signal(
         ev.TASK, SERVICE_ID, TASK_ID, CONTAINER, ev.STARTED)
 
 

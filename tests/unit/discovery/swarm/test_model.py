@@ -18,6 +18,7 @@ from discovery.swarm.model import (
     swarm_networks,
     task_container_name,
     task_counts,
+    task_healthcheck,
 )
 
 NET_ID = "netid0000001"
@@ -217,3 +218,19 @@ def test_health_checks() -> None:
     assert has_healthcheck({"Config": {"Healthcheck": {"Test": ["CMD-SHELL", "true"]}}})
     assert not has_healthcheck({"Config": {"Healthcheck": {"Test": ["NONE"]}}})
     assert not has_healthcheck({"Config": {}}) and not has_healthcheck({})
+
+
+def test_a_task_containers_health_check_from_its_spec_and_image() -> None:
+    """As the engine merges them at create: the spec's test, or the image's when the spec gives
+    none; NONE in the spec switches the image's off."""
+    def task_with(test: list[str] | None) -> dict[str, Any]:
+        spec: dict[str, Any] = {} if test is None else {"Healthcheck": {"Test": test}}
+        return {"Spec": {"ContainerSpec": spec}}
+    checked_image = {"Config": {"Healthcheck": {"Test": ["CMD", "true"]}}}
+    plain_image: dict[str, Any] = {"Config": {"Healthcheck": None}}
+    assert task_healthcheck(task_with(None), checked_image)
+    assert task_healthcheck(task_with([]), checked_image)  # intervals only: the image's test
+    assert not task_healthcheck(task_with(["NONE"]), checked_image)
+    assert task_healthcheck(task_with(["CMD-SHELL", "true"]), plain_image)
+    assert not task_healthcheck(task_with(None), plain_image)
+    assert not task_healthcheck({}, {})

@@ -294,3 +294,16 @@ def test_a_network_going_takes_its_records_along() -> None:
     assert as_multiset(state.part()) == as_multiset(build_part(EngineRead(
         networks=cluster.listed_networks(), services=cluster.listed_services(),
         tasks=cluster.listed_tasks())))
+
+
+def test_a_task_as_last_read() -> None:
+    cluster = Cluster()
+    cluster.service("s0", dnsrr=False, alias=False, nets=("n0",))
+    tid = cluster.task("s0", "assigned")
+    state = SwarmState()
+    assert state.task("s0", tid) is None  # nothing read yet
+    state.replace_all(cluster.listed_networks(), cluster.listed_services(),
+                      cluster.listed_tasks(), 0)
+    found = state.task("s0", tid)
+    assert found is not None and found["ID"] == tid
+    assert state.task("s0", "elsewhere") is None and state.task("s9", tid) is None
