@@ -82,8 +82,7 @@ def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
 
     Each daemon gets its own free metrics port (``RunningDaemon.metrics_port``), or
     ``--no-metrics`` with ``metrics=False``: many daemons run at once, and the default port 9153
-    could be taken. Every test that can reach the forwarder must pass ``--upstream`` on loopback
-    itself.
+    could be taken.
     Every test that can reach the forwarder must pass ``--upstream`` on loopback itself. As a
     safety net the default upstreams are read from an empty file instead of the host's
     /etc/resolv.conf, so a test that forgets gets SERVFAIL rather than traffic off the machine.

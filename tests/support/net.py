@@ -11,9 +11,14 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
+# Ports this process has handed out. A probed port is free again at once, so the kernel may
+# offer it twice in a row; a test that asks for two ports (DNS and metrics) must get two.
+_HANDED_OUT: set[int] = set()
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host`` (DNS listens on both)."""
+    """A port free for both UDP and TCP on ``host`` (DNS listens on both), never one this
+    process was given before."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(50):
         with contextlib.ExitStack() as stack:
@@ -25,6 +30,9 @@ def free_port(host: str = "127.0.0.1") -> int:
                 udp.bind((host, port))
             except OSError:
                 continue
+            if port in _HANDED_OUT:
+                continue
+            _HANDED_OUT.add(port)
             return int(port)
     raise RuntimeError("no free port")
 
