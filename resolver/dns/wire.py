@@ -123,11 +123,12 @@ class Query(NamedTuple):
     udp_payload: int  # the size the client's OPT advertised (0 without EDNS)
     edns_options: bool  # the OPT record carried options (cookies, padding, ...)
     extra_records: bool  # answer/authority/additional records other than one OPT
-
-    @property
-    def name(self) -> str:
-        """The name in lower case, without the trailing dot: the key for every lookup."""
-        return b".".join(self.labels).lower().decode("latin-1")
+    # The name in lower case, without the trailing dot: the key for every lookup. (Fields made
+    # once at parse, not properties: every query the memo misses reads them several times.)
+    name: str
+    # Whether no label holds a dot: only then can ``name`` stand for the wire name
+    # (``host1\.lan``, one label, must not be taken for ``host1.lan``, two).
+    plain_labels: bool
 
     @property
     def name_as_asked(self) -> str:
@@ -137,12 +138,6 @@ class Query(NamedTuple):
     def presentation(self) -> str:
         """The name as asked, escaped for logs (RFC 1035 5.1, as dig and Unbound print it)."""
         return presentation(self.labels)
-
-    @property
-    def plain_labels(self) -> bool:
-        """Whether no label holds a dot: only then can ``name`` stand for the wire name
-        (``host1\\.lan``, one label, must not be taken for ``host1.lan``, two)."""
-        return not any(b"." in label for label in self.labels)
 
     @property
     def max_udp_size(self) -> int:
@@ -202,6 +197,12 @@ def read_name(packet: bytes, offset: int, allow_pointers: bool) -> tuple[tuple[b
     return tuple(labels), (end if end >= 0 else offset)
 
 
+def _name_of(labels: tuple[bytes, ...]) -> tuple[str, bool]:
+    """``Query.name`` and ``Query.plain_labels`` for ``labels``."""
+    joined = b".".join(labels)
+    return joined.lower().decode("latin-1"), joined.count(b".") == max(len(labels) - 1, 0)
+
+
 def parse_query(packet: bytes) -> Query:
     """Parse an incoming query or raise ``DropQuery`` / ``QueryError`` (with the rcode to send)."""
     if len(packet) < HEADER.size:
@@ -229,7 +230,7 @@ def parse_query(packet: bytes) -> Query:
     question = packet[HEADER.size : offset]
     if opcode != 0 or qdcount != 1:
         partial = Query(qid, flags, question, labels, qtype, qclass,
-                        False, 0, False, 0, False, False)
+                        False, 0, False, 0, False, False, *_name_of(labels))
         if opcode != 0:
             raise QueryError(NOTIMP, f"opcode {opcode}", partial if qdcount == 1 else None)
         raise QueryError(FORMERR, f"QDCOUNT is {qdcount}, not 1")
@@ -264,10 +265,10 @@ def parse_query(packet: bytes) -> Query:
             # A FORMERR for what follows an OPT still carries our OPT back (as Unbound does).
             raise QueryError(FORMERR, str(err), Query(
                 qid, flags, question, labels, qtype, qclass, edns, version, dnssec_ok,
-                payload, options, False)) from err
+                payload, options, False, *_name_of(labels))) from err
 
     query = Query(qid, flags, question, labels, qtype, qclass, edns, version, dnssec_ok,
-                  payload, options, records > (1 if edns else 0))
+                  payload, options, records > (1 if edns else 0), *_name_of(labels))
     if qtype in ZONE_TRANSFER_TYPES:
         raise QueryError(REFUSED, "zone transfer", query)
     if qtype in META_QUESTION_TYPES:
