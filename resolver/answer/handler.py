@@ -8,6 +8,7 @@ memo. Both are shared by the UDP and the TCP listener.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import random
@@ -18,7 +19,16 @@ from typing import Protocol
 from discovery.registry.model import Snapshot, Touched
 from discovery.registry.registry import Registry
 from resolver.answer import chase
-from resolver.answer.chain import ForwardedReply, Trace
+from resolver.answer.chain import (
+    Answer,
+    ForwardedReply,
+    Maybe,
+    Pending,
+    Trace,
+    mapped,
+    pending_of,
+    settled,
+)
 from resolver.answer.local import LocalAnswer, answer_local
 from resolver.answer.memo import NEVER_EXPIRES, RENEWAL_OVERHEAD, MemoEntry
 from resolver.answer.settings import AnswerSettings
@@ -41,8 +51,10 @@ QueryLog = Callable[[bytes, bytes | None, str, bool, float], None]
 
 
 class Forwarder(Protocol):
-    async def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
-                      trace: Trace | None = None) -> ForwardedReply: ...
+    def forward_now(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
+                    trace: Trace | None = None) -> Answer:
+        """The reply for a question the registry has no answer for: now, or to come."""
+        ...
 
 
 def memo_names(query: wire.Query, domain: str | None,
@@ -151,8 +163,14 @@ class QueryHandler:
 
     async def answer_full(self, packet: bytes, client: str, tcp: bool,
                           trace: Trace | None = None) -> bytes | None:
-        """Parse, answer from the registry or the forwarder, and memoize what may be reused.
-        With ``trace``, every step notes what it decided there (``dockdns check``)."""
+        """``answer_now``, waited for."""
+        return await settled(self.answer_now(packet, client, tcp, trace))
+
+    def answer_now(self, packet: bytes, client: str, tcp: bool,
+                   trace: Trace | None = None) -> Maybe[bytes | None]:
+        """Parse, answer from the registry or the forwarder, and memoize what may be reused: the
+        reply (None: none is sent), or a ``Pending`` one when the forwarder must wait for an
+        upstream. With ``trace``, every step notes what it decided there (``dockdns check``)."""
         try:
             query = wire.parse_query(packet)
         except wire.DropQuery:
@@ -191,7 +209,8 @@ class QueryHandler:
                 trace.local = local
                 trace.note("registry", f"a CNAME leaving the registry: {local.chase} is asked "
                                        "of the forward chain")
-            return await self._reply_chased(packet, query, local, view, max_size, tcp, trace)
+            return pending_of(self._reply_chased(packet, query, local, view, max_size, tcp,
+                                                 trace))
         if local is not None:
             if trace is not None:
                 trace.local = local
@@ -207,7 +226,12 @@ class QueryHandler:
                               else "no forwarder: SERVFAIL")
             self.stats.count(query.qtype, wire.SERVFAIL, SOURCE_ERROR)
             return wire.error_reply(query, packet, wire.SERVFAIL)
-        forwarded = await self.forwarder.forward(query, packet, tcp, view, trace)
+        return mapped(self.forwarder.forward_now(query, packet, tcp, view, trace),
+                      lambda forwarded: self._reply_forwarded(packet, query, view, tcp, forwarded))
+
+    def _reply_forwarded(self, packet: bytes, query: wire.Query, view: View, tcp: bool,
+                         forwarded: ForwardedReply) -> bytes:
+        """Count and memoize what the forwarder gave; its reply."""
         slot = self.stats.slot(query.qtype, forwarded.rcode, forwarded.source)
         self.stats.counts[slot] += 1
         if forwarded.memo_until is not None and query.memoizable:
@@ -264,8 +288,8 @@ class QueryHandler:
         (cache included) and the reply is the chain followed by what the upstream said."""
         assert self.forwarder is not None and local.chase is not None
         chased_packet = chase.chase_query(local.chase, query.qtype)
-        forwarded = await self.forwarder.forward(wire.parse_query(chased_packet), chased_packet,
-                                                 tcp, view, trace)
+        forwarded = await settled(self.forwarder.forward_now(
+            wire.parse_query(chased_packet), chased_packet, tcp, view, trace))
         rcode, tail = chase.chased_answers(forwarded.reply)
         reply = wire.build_reply(query, rcode, [*local.answers, *tail], max_size)
         slot = self.stats.slot(query.qtype, rcode, forwarded.source)
@@ -278,17 +302,44 @@ class QueryHandler:
         return reply
 
     async def answer(self, packet: bytes, client: str, tcp: bool) -> bytes | None:
-        """Both paths, and the guarantee that nothing escapes: an internal error is SERVFAIL."""
+        """``answer_served``, waited for."""
+        return await settled(self.answer_served(packet, client, tcp))
+
+    def answer_served(self, packet: bytes, client: str, tcp: bool) -> Maybe[bytes | None]:
+        """Both paths, and the guarantee that nothing escapes: an internal error is SERVFAIL
+        (given up at shutdown, too); every full-path answer is timed and, with --log-queries,
+        logged."""
         reply = self.answer_fast(packet, client, tcp)
         if reply is not None:
             return reply
         started = time.perf_counter()
         try:
-            reply = await self.answer_full(packet, client, tcp)
+            answer = self.answer_now(packet, client, tcp)
         except Exception:
-            self.stats.internal_errors += 1
-            log.exception("internal error answering a query from %s", client)
-            reply = servfail_for(packet)
+            answer = self._internal_error(packet, client)
+        if isinstance(answer, Pending):
+            out: Pending[bytes | None] = Pending()
+
+            def came(settled: Pending[bytes | None]) -> None:
+                try:
+                    reply = settled.result()
+                except asyncio.CancelledError:
+                    reply = servfail_for(packet)  # shutdown gave up waiting for it
+                except Exception:
+                    reply = self._internal_error(packet, client)
+                out.resolve(self._served(packet, reply, client, tcp, started))
+
+            answer.then(came)
+            return out
+        return self._served(packet, answer, client, tcp, started)
+
+    def _internal_error(self, packet: bytes, client: str) -> bytes | None:
+        self.stats.internal_errors += 1
+        log.exception("internal error answering a query from %s", client)
+        return servfail_for(packet)
+
+    def _served(self, packet: bytes, reply: bytes | None, client: str, tcp: bool,
+                started: float) -> bytes | None:
         elapsed = time.perf_counter() - started
         self.durations.observe(elapsed)
         if self.query_log is not None:

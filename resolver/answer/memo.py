@@ -40,8 +40,8 @@ MEMO_BYTES = 32 << 20
 # the reply iterator and the dict slot (measured ~230 bytes with CPython 3.11), and its slot in
 # the index by name (~100 bytes: a name string and a dict slot, a list when a name has several).
 ENTRY_OVERHEAD = 330
-# What a renewable entry (a cached answer) costs beyond that: the renewal closure and the parsed
-# query it keeps to render the reply again (measured ~800 bytes with CPython 3.11).
+# What a renewable entry (a cached answer) costs beyond that: the renewal and prefetch objects
+# and the request and parsed query they keep to render it again (~800 bytes, CPython 3.11).
 RENEWAL_OVERHEAD = 800
 
 

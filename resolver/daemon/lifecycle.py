@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -251,9 +252,8 @@ class Daemon:
             await self.http.close()
 
     def in_flight(self) -> set[asyncio.Task[None]]:
+        """The TCP queries being answered (each a task; UDP ones wait in their listener)."""
         pending: set[asyncio.Task[None]] = set()
-        for listener in self.udp_listeners:
-            pending |= listener.pending
         for connection in self.tcp_state.connections:
             pending |= connection.pending
         return pending
@@ -269,19 +269,27 @@ class Daemon:
             listener.stop_reading()
         for connection in list(self.tcp_state.connections):
             connection.stop_reading()
+        drain = self.config.drain_timeout
+        waiting = sum(len(listener.waiting) for listener in self.udp_listeners)
         in_flight = self.in_flight()
-        if in_flight:
-            drain = self.config.drain_timeout
-            _, left = await asyncio.wait(in_flight, timeout=drain) if drain > 0 else (
-                set(), in_flight)
-            # Cancelled, each query answers SERVFAIL on its way out (the listeners' _answer),
-            # while the sockets are still open.
+        if in_flight or waiting:
+            started = time.monotonic()
+            left: set[asyncio.Task[None]] = set()
+            if in_flight:
+                _, left = await asyncio.wait(in_flight, timeout=drain) if drain > 0 else (
+                    set(), in_flight)
+            # Cancelled, each query answers SERVFAIL on its way out (the TCP connections'
+            # tasks; the UDP listeners answer theirs in ``drain``), while the sockets are open.
             for task in left:
                 task.cancel()
             if left:
                 await asyncio.wait(left)
+            remaining = max(0.0, drain - (time.monotonic() - started))
+            given_up = len(left)
+            for listener in self.udp_listeners:
+                given_up += await listener.drain(remaining)
             log.info("drained in-flight queries: %d cancelled after %g s (answered SERVFAIL)",
-                     len(left), drain)
+                     given_up, drain)
         else:
             log.info("drained in-flight queries: 0 cancelled (none were in flight)")
         for listener in self.udp_listeners:

@@ -15,7 +15,17 @@ import logging
 import time
 from collections.abc import Callable
 
-from resolver.answer.chain import ForwardedReply, Next, Request, Stage, Trace, chain
+from resolver.answer.chain import (
+    Answer,
+    ForwardedReply,
+    Next,
+    Pending,
+    Request,
+    Stage,
+    Trace,
+    chain,
+    settled,
+)
 from resolver.answer.views import View
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
@@ -139,7 +149,7 @@ class ForwardStage:
         return ForwardedReply(wire.error_reply(request.query, request.packet, rcode), rcode,
                               SOURCE_FORWARD, failed=True)
 
-    async def serve(self, request: Request, next: Next) -> ForwardedReply:
+    def serve(self, request: Request, next: Next) -> Answer:
         query = request.query
         servers = self.upstreams.table.for_labels(query.labels)
         if not servers:
@@ -148,7 +158,7 @@ class ForwardStage:
             return self._failure(request, wire.SERVFAIL)
         flight = (request.key, request.tcp)
         resolution = self.inflight.get(flight)
-        waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        waiter: Pending[ForwardedReply] = Pending()
         if resolution is None:
             order = self.pool.health.order(servers)
             if not order:
@@ -166,15 +176,18 @@ class ForwardStage:
                 request.note(self.name, "asked " + ", ".join(map(str, order)) + (
                     " over TCP" if request.tcp else ""))
             resolution = self._start(flight, servers, query)
-            resolution.waiters.append(waiter)
+            resolution.waiters.append((request, waiter))
             resolution.start(order, request.tcp)
         else:
             self.stats.coalesced += 1
             request.note(self.name, "joined the same question already in flight")
-            resolution.waiters.append(waiter)
-        # Cancelled only with this client's own task (shutdown): the question goes on for the
-        # others waiting on it, and ``_landed`` skips this future.
-        outcome = await waiter
+            resolution.waiters.append((request, waiter))
+        # Settled by ``_landed`` when the resolution ends (possibly already, if every attempt
+        # failed at once).
+        return waiter
+
+    def _reply_for(self, request: Request, outcome: Outcome) -> ForwardedReply:
+        """What one waiting client gets of a resolution's outcome."""
         if outcome.jostled:
             request.note(self.name, "jostled out by a question for other upstreams: SERVFAIL")
             return self._failure(request, wire.SERVFAIL)
@@ -189,11 +202,11 @@ class ForwardStage:
                               SOURCE_FORWARD, refresh)
         request.note(self.name, "answered; not cacheable")
         # Not cacheable (TTL 0, a negative answer without SOA): this client only.
-        return ForwardedReply(render(outcome.reply, query, outcome.reply.ttls, 0,
+        return ForwardedReply(render(outcome.reply, request.query, outcome.reply.ttls, 0,
                                      request.max_size), outcome.reply.rcode, SOURCE_FORWARD)
 
-    async def _again(self, request: Request) -> ForwardedReply:
-        return await self.serve(request, _no_answer)
+    def _again(self, request: Request) -> Answer:
+        return self.serve(request, _no_answer)
 
     def _start(self, flight: Flight, group: Group, query: wire.Query) -> Resolution:
         """A resolution for ``query``, registered in flight (its caller starts it)."""
@@ -219,17 +232,19 @@ class ForwardStage:
             self.guard.release(resolution.marked)
         waiters = resolution.waiters
         resolution.waiters = []
-        if resolution.cancelled:  # shutdown: the clients' tasks answer SERVFAIL themselves
-            for waiter in waiters:
-                waiter.cancel()
+        if resolution.cancelled:  # shutdown: each client answers SERVFAIL itself
+            for _, waiter in waiters:
+                waiter.fail(asyncio.CancelledError())
             return
         if resolution.jostled:
             outcome = Outcome(None, wire.SERVFAIL, jostled=True)
         else:
             outcome = self._outcome(resolution, reply)
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(outcome)
+        for request, waiter in waiters:
+            try:
+                waiter.resolve(self._reply_for(request, outcome))
+            except Exception as err:  # one client's rendering must not cost the others theirs
+                waiter.fail(err)
 
     def _outcome(self, resolution: Resolution, reply: UpstreamReply | None) -> Outcome:
         now = self.clock()
@@ -247,7 +262,7 @@ class ForwardStage:
         return Outcome(reply, reply.rcode, cache.put(key, reply, now))
 
 
-async def _no_answer(request: Request) -> ForwardedReply:
+def _no_answer(request: Request) -> ForwardedReply:
     """Past the last stage (none is: the forward stage always answers), as NextOrFailure."""
     return ForwardedReply(wire.error_reply(request.query, request.packet, wire.SERVFAIL),
                           wire.SERVFAIL, SOURCE_FORWARD, failed=True)
@@ -389,6 +404,11 @@ class UpstreamForwarder:
 
     async def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
                       trace: Trace | None = None) -> ForwardedReply:
+        return await settled(self.forward_now(query, packet, tcp, view, trace))
+
+    def forward_now(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
+                    trace: Trace | None = None) -> Answer:
+        """The chain's answer to ``query``: now, or ``Pending`` until the upstreams reply."""
         if self.loops.seen(query):
             if trace is not None:
                 trace.note("forward", "a forwarding-loop probe: SERVFAIL, never forwarded")
@@ -396,4 +416,4 @@ class UpstreamForwarder:
                                   SOURCE_FORWARD, failed=True)
         max_size = wire.MAX_TCP_SIZE if tcp else query.max_udp_size
         request = Request(query, packet, tcp, view, max_size, cache_key(query), trace)
-        return await self._chain(request)
+        return self._chain(request)

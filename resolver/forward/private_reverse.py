@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from resolver.answer.chain import ForwardedReply, Next, Request
+from resolver.answer.chain import Answer, ForwardedReply, Next, Request
 from resolver.dns import wire
 from resolver.dns.reverse import is_private_reverse
 from resolver.forward.counters import ForwarderStats
@@ -23,16 +23,16 @@ class PrivateReverseStage:
         self.upstreams = upstreams
         self.stats = stats
 
-    async def serve(self, request: Request, next: Next) -> ForwardedReply:
+    def serve(self, request: Request, next: Next) -> Answer:
         labels = request.query.labels
         # (Only names under arpa are reverse names: the common case decided by one label.)
         if not (self.enabled and labels and labels[-1].lower() == b"arpa"
                 and is_private_reverse(labels)):
-            return await next(request)
+            return next(request)
         if self.upstreams.table.routed(labels):
             request.note(self.name, "a private reverse name, but a --forward-zone covers it: "
                                     "forwarded")
-            return await next(request)
+            return next(request)
         self.stats.private_reverse += 1
         request.note(self.name, "a private or special-use reverse name (--bogus-priv): NXDOMAIN "
                                 "here, never forwarded")

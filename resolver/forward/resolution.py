@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from resolver.answer.chain import ForwardedReply, Pending, Request
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
 from resolver.dns.upstream_message import BadReply, UpstreamReply, scan_any
@@ -81,7 +82,7 @@ class Resolution:
         self.answers = 0
         # What the forward stage keeps here: the clients' futures, its in-flight key, its
         # destination group, the loop guard's mark.
-        self.waiters: list[asyncio.Future[Outcome]] = []
+        self.waiters: list[tuple[Request, Pending[ForwardedReply]]] = []
         self.flight: tuple[bytes, bool] = (b"", False)
         self.group: tuple[HostPort, ...] = ()
         self.marked = b""

@@ -29,7 +29,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from resolver.answer.chain import ForwardedReply, Next, Request
+from resolver.answer.chain import Answer, ForwardedReply, Next, Request
 from resolver.dns import wire
 from resolver.forward.settings import ForwardSettings
 from resolver.ops.stats import SOURCE_LOCAL
@@ -177,10 +177,10 @@ class SpecialNamesStage:
     def reconfigure(self, settings: ForwardSettings) -> None:
         self.settings = SpecialSettings.from_config(settings)
 
-    async def serve(self, request: Request, next: Next) -> ForwardedReply:
+    def serve(self, request: Request, next: Next) -> Answer:
         reply = special_reply(request.query, self.settings)
         if reply is None:
-            return await next(request)
+            return next(request)
         request.note(self.name, "a special-use name, local zone or CHAOS question: answered "
                                 "here, never forwarded")
         # Fixed until a reload, which makes new memos (resolver/daemon/lifecycle.py apply).

@@ -9,7 +9,8 @@ and going out together with one sendmmsg(2), and another batch read at once whil
 full; else with one recvfrom and one sendto each. A memo hit is answered right there: one
 view lookup, one dict lookup, the ID patched in; no transport, no handler call, no logging, no
 dnslib object, no metric label lookup. Everything else goes down the same full path
-(``QueryHandler.answer``) as TCP, so answers are the same bytes either way.
+(``QueryHandler.answer_served``) as TCP, so answers are the same bytes either way; a query
+waiting on an upstream is a callback, not a task.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import contextlib
 import errno
 import logging
 import socket
+from functools import partial
 from typing import Any
 
+from resolver.answer.chain import Pending
 from resolver.answer.handler import QueryHandler, servfail_for
 from resolver.answer.memo import NEVER_EXPIRES
 from resolver.answer.views import CLIENT_LIMIT
@@ -44,9 +47,9 @@ errors = RateLimitedLog(log)
 # gets SERVFAIL at once: memory stays bounded under a flood of unique names, and the client
 # learns immediately instead of timing out. The forwarder has its own, lower, cap on distinct
 # questions (--max-inflight); this one also counts the clients that wait on a question someone
-# else asked first, each in a task of its own. A waiting task (its coroutine frames and the
-# query) is a few kB, so 10,000 is some 30 MB at worst, and it still lets ~2,800 full-path
-# queries a second wait out the 3.5 s answer budget.
+# else asked first. A waiting query (its callbacks, request and bytes) is about a kB, so 10,000
+# is some 10 MB at worst, and it still lets ~2,800 full-path queries a second wait out the
+# 3.5 s answer budget.
 MAX_PENDING = 10_000
 
 # Datagrams read per wake-up of the loop. Under dnsperf a wake-up finds ~60 waiting: reading them
@@ -133,7 +136,11 @@ class UDPSocketListener:
                  loop: asyncio.AbstractEventLoop, limiter: RateLimiter | None = None,
                  batched: bool = True) -> None:
         self.handler = handler
-        self.pending: set[asyncio.Task[None]] = set()
+        # Queries waiting on an upstream, by a token of their own: the query and its client's
+        # address (for the SERVFAIL a shutdown gives them). No task: see ``_full_path``.
+        self.waiting: dict[int, tuple[bytes, Any]] = {}
+        self.next_token = 0
+        self.drained: asyncio.Event | None = None  # set when ``waiting`` empties (shutdown)
         self.sock = sock
         self.loop = loop
         self.limiter = limiter
@@ -159,30 +166,54 @@ class UDPSocketListener:
         self.sock.close()
 
     def _full_path(self, data: bytes, addr: Any) -> None:
-        if len(self.pending) >= MAX_PENDING:
+        waiting = self.waiting
+        if len(waiting) >= MAX_PENDING:
             reply = servfail_for(data)
             if reply is not None:
                 self.sender.sendto(reply, addr)
             return
-        task = self.loop.create_task(self._answer(data, addr))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        answer = self.handler.answer_served(data, addr[0], False)
+        if not isinstance(answer, Pending):
+            if answer is not None:
+                self._send(answer, addr)
+            return
+        # Waiting on an upstream: the reply goes out from the callback its datagram came in.
+        self.next_token += 1
+        token = self.next_token
+        waiting[token] = (data, addr)
+        answer.then(partial(self._answered, token))
 
-    async def _answer(self, data: bytes, addr: Any) -> None:
+    def _answered(self, token: int, settled: Pending[bytes | None]) -> None:
+        item = self.waiting.pop(token, None)
+        if item is None:
+            return  # given up at shutdown, and answered SERVFAIL then
+        if not self.waiting and self.drained is not None:
+            self.drained.set()
+        reply = settled.result()  # answer_served settles with a value, never an error
+        if reply is not None and not self.sender.closing:
+            self._send(reply, item[1])
+
+    def _send(self, reply: bytes, addr: Any) -> None:
         try:
-            reply = await self.handler.answer(data, addr[0], False)
-        except asyncio.CancelledError:
-            # Shutdown gave up waiting for this one: SERVFAIL rather than silence.
+            self.sender.sendto(reply, addr)
+        except OSError as err:
+            errors.warning("UDP reply to %s failed: %s", addr[0], err)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for the queries waiting on upstreams; answer those still
+        waiting then SERVFAIL. Returns how many that was."""
+        if self.waiting and timeout > 0:
+            self.drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained.wait(), timeout)
+        left = list(self.waiting.values())
+        self.waiting.clear()
+        for data, addr in left:
             reply = servfail_for(data)
             if reply is not None and not self.sender.closing:
                 with contextlib.suppress(OSError):
                     self.sender.sendto(reply, addr)
-            raise
-        if reply is not None:
-            try:
-                self.sender.sendto(reply, addr)
-            except OSError as err:
-                errors.warning("UDP reply to %s failed: %s", addr[0], err)
+        return len(left)
 
     def _limited(self, data: bytes, addr: Any, verdict: int) -> None:
         """A query over its client's rate: an empty TC=1 reply (every ``slip``-th) or nothing."""

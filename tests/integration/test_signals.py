@@ -20,7 +20,7 @@ import dns.query
 import pytest
 from dnslib import RR, DNSRecord
 
-from resolver.answer.chain import ForwardedReply, Trace
+from resolver.answer.chain import ForwardedReply, Pending, Trace, pending_of
 from resolver.answer.views import View
 from resolver.config import settings as config_module
 from resolver.config.settings import Config
@@ -244,8 +244,11 @@ class SlowForwarder:
         self.started = 0
         self.answered = 0
 
-    async def forward(self, query: wire.Query, packet: bytes, tcp: bool,
-                      view: View, trace: Trace | None = None) -> ForwardedReply:
+    def forward_now(self, query: wire.Query, packet: bytes, tcp: bool,
+                    view: View, trace: Trace | None = None) -> Pending[ForwardedReply]:
+        return pending_of(self.forward(query, packet, tcp))
+
+    async def forward(self, query: wire.Query, packet: bytes, tcp: bool) -> ForwardedReply:
         self.started += 1
         self.inflight += 1
         try:

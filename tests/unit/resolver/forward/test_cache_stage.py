@@ -9,7 +9,7 @@ import asyncio
 import dns.message
 import pytest
 
-from resolver.answer.chain import ForwardedReply, Request
+from resolver.answer.chain import Answer, ForwardedReply, Pending, Request, settled
 from resolver.answer.views import View
 from resolver.dns import wire
 from resolver.dns.upstream_message import cache_key, scan
@@ -32,23 +32,43 @@ class Clock:
 
 
 class Rest:
-    """The rest of the chain: fails, or waits for ``release``, and counts its calls."""
+    """The rest of the chain: fails or answers, at once or (``wait``) when ``release()`` is
+    called, as an upstream's reply would come in; and counts its calls."""
 
     def __init__(self, fail: bool = True) -> None:
         self.fail = fail
         self.calls = 0
-        self.release = asyncio.Event()
         self.wait = False
+        self.waiting: list[tuple[Request, Pending[ForwardedReply]]] = []
 
-    async def __call__(self, request: Request) -> ForwardedReply:
+    def __call__(self, request: Request) -> Answer:
         self.calls += 1
         if self.wait:
-            await self.release.wait()
+            pending: Pending[ForwardedReply] = Pending()
+            self.waiting.append((request, pending))
+            return pending
+        return self.reply(request)
+
+    def reply(self, request: Request) -> ForwardedReply:
         if self.fail:
             return ForwardedReply(wire.error_reply(request.query, request.packet,
                                                    wire.SERVFAIL), wire.SERVFAIL, "forward",
                                   failed=True)
         return ForwardedReply(b"fresh from upstream", 0, "forward")
+
+    def release(self) -> None:
+        for request, pending in self.waiting:
+            pending.resolve(self.reply(request))
+        self.waiting.clear()
+
+
+def serve(stage: CacheStage, rest: Rest) -> ForwardedReply:
+    """One question through the stage, on a running loop (stale timers and prefetches need one)."""
+
+    async def main() -> ForwardedReply:
+        return await settled(stage.serve(request(), rest))
+
+    return asyncio.run(main())
 
 
 def request() -> Request:
@@ -75,7 +95,7 @@ def test_a_fresh_hit_ticks_its_ttl_and_renews() -> None:
     stage, clock, stats = setup(ttl=60)
     clock.now += 10.5
     rest = Rest()
-    reply = asyncio.run(stage.serve(request(), rest))
+    reply = serve(stage, rest)
     assert rest.calls == 0 and stats.cache_hits == 1 and reply.source == "cache"
     assert ttl_of(reply.reply) == 50
     assert reply.memo_until == 1011.0 and reply.renew is not None
@@ -88,7 +108,7 @@ def test_a_fresh_hit_ticks_its_ttl_and_renews() -> None:
 def test_a_miss_is_handed_on() -> None:
     stage = CacheStage(ForwardSettings(), ForwarderStats(), Clock())
     rest = Rest(fail=False)
-    reply = asyncio.run(stage.serve(request(), rest))
+    reply = serve(stage, rest)
     assert reply.reply == b"fresh from upstream" and rest.calls == 1
     assert stage.stats.cache_misses == 1 and stage.stats.cache_hits == 0
 
@@ -97,7 +117,7 @@ def test_expired_and_the_refresh_fails_serves_stale() -> None:
     stage, clock, stats = setup(ttl=60)
     clock.now += 120
     rest = Rest(fail=True)
-    reply = asyncio.run(stage.serve(request(), rest))
+    reply = serve(stage, rest)
     assert rest.calls == 1 and stats.stale_answers == 1 and reply.source == "cache"
     assert ttl_of(reply.reply) == STALE_TTL and not reply.failed
 
@@ -105,7 +125,7 @@ def test_expired_and_the_refresh_fails_serves_stale() -> None:
 def test_expired_without_serve_stale_passes_the_failure_on() -> None:
     stage, clock, stats = setup(ttl=60, serve_stale=False)
     clock.now += 120
-    reply = asyncio.run(stage.serve(request(), Rest(fail=True)))
+    reply = serve(stage, Rest(fail=True))
     assert reply.failed and reply.rcode == wire.SERVFAIL and stats.stale_answers == 0
 
 
@@ -117,13 +137,49 @@ def test_a_slow_refresh_serves_stale_meanwhile(monkeypatch: pytest.MonkeyPatch) 
     rest.wait = True  # never released before the stale answer is given
 
     async def main() -> ForwardedReply:
-        reply = await stage.serve(request(), rest)
-        rest.release.set()  # the refresh goes on and finishes for the next client
-        await asyncio.sleep(0)
+        reply = await settled(stage.serve(request(), rest))
+        rest.release()  # the refresh goes on and finishes for the next client
         return reply
 
     reply = asyncio.run(main())
     assert ttl_of(reply.reply) == STALE_TTL and stats.stale_answers == 1 and rest.calls == 1
+
+
+def test_a_quick_refresh_of_an_expired_entry_is_the_answer() -> None:
+    stage, clock, stats = setup(ttl=60)
+    clock.now += 120
+    rest = Rest(fail=False)
+    rest.wait = True
+
+    async def main() -> ForwardedReply:
+        answer = stage.serve(request(), rest)
+        assert isinstance(answer, Pending) and not answer.done()
+        asyncio.get_running_loop().call_soon(rest.release)  # well before the stale timer
+        return await settled(answer)
+
+    reply = asyncio.run(main())
+    assert reply.reply == b"fresh from upstream" and stats.stale_answers == 0
+
+
+def test_a_hit_near_expiry_prefetches_once_and_a_failed_prefetch_may_try_again() -> None:
+    stage, clock, stats = setup(ttl=60)
+    clock.now += 58  # within the last tenth of the TTL
+    rest = Rest(fail=True)
+    rest.wait = True
+
+    async def main() -> tuple[int, int]:
+        for _ in range(3):  # three hits; one refresh under way for all of them
+            reply = await settled(stage.serve(request(), rest))
+            assert reply.source == "cache"
+        await asyncio.sleep(0)  # the refresh starts on the next turn of the loop
+        started = rest.calls
+        rest.release()  # it fails: the next hit may ask again
+        await settled(stage.serve(request(), rest))
+        await asyncio.sleep(0)
+        return started, rest.calls
+
+    assert asyncio.run(main()) == (1, 2)
+    assert stats.prefetches == 2 and stats.cache_hits == 4
 
 
 def test_reconfigure_keeps_or_replaces_the_cache() -> None:
