@@ -156,16 +156,17 @@ def restate(result: dict[str, Any]) -> None:
         target["why"] = (f"CPU per miss in this run: {cost} µs. The per-question machinery "
                          "issue 16 profiled is gone (no Task, asyncio.wait or Event per "
                          "question; one shared timer; IDs from a CSPRNG buffer; sockets "
-                         "replaced in the background; upstream orders cached), which halved "
-                         "the cost. py-spy now shows a flat profile: about 18% in system calls, "
-                         "the rest interpreted steps (query parse, registry lookup, the stage "
-                         "chain, reading the reply, cache, render, memo, the one Task per "
-                         "client miss), none above about 2%.")
-        target["closes"] = ("Fewer interpreted steps per miss: upstream sends and replies "
-                            "batched with sendmmsg/recvmmsg and a plain UDP miss run as "
-                            "callbacks without a Task (each measured at 1-3%), then parsing and "
-                            "rendering in compiled code (benchmarks/profile.py shows what is "
-                            "left).")
+                         "replaced in the background; upstream orders cached), and a UDP miss "
+                         "is now callbacks end to end, with no Task for the client either "
+                         "(in-process A/B: 7-10% less). py-spy shows a flat profile: system "
+                         "calls, the cyclic collector walking what a miss keeps (cache entry, "
+                         "memo entry), and interpreted steps (query parse, registry lookup, "
+                         "the stage chain, reading the reply, render), none above about 6%.")
+        target["closes"] = ("Fewer interpreted steps and kept objects per miss: upstream "
+                            "sends and replies batched with sendmmsg/recvmmsg, a memo entry "
+                            "made on a name's second question rather than its first, then "
+                            "parsing and rendering in compiled code (benchmarks/profile.py "
+                            "shows what is left).")
 
 
 def _us(value: float | None) -> str:

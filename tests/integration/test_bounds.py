@@ -184,7 +184,7 @@ def silent() -> Iterator[SilentUpstream]:
         upstream.sock.close()
 
 
-def test_full_path_tasks_stop_at_their_cap_and_the_rest_get_servfail_at_once(
+def test_queries_waiting_on_the_full_path_stop_at_their_cap_and_the_rest_get_servfail_at_once(
         monkeypatch: pytest.MonkeyPatch, silent: SilentUpstream) -> None:
     monkeypatch.setattr(udp_socket, "MAX_PENDING", 8)
     # Nothing may time out while the test looks: questions wait on the silent upstream.
