@@ -112,7 +112,7 @@ class Churn:
         api = self._api()
         made = api.create_container(
             engine.IMAGE, ["sleep", engine.LIFETIME], name=f"{self._prefix}{next(self._numbers)}",
-            labels={self._label: "1"},
+            labels={self._label: engine.RUN},
             host_config=api.create_host_config(network_mode=self._network))
         return str(made["Id"])
 

@@ -82,12 +82,18 @@ def where(dockdns: float, delay: float, busy: float, engine: float) -> dict[str,
                 "shims": {"cores": engine / 4, "cpu_cores_with_children": engine / 2}}}
 
 
+def slowed(tmp_path: Path, churner: churn.Churn, churned: dict[str, Any]) -> dict[str, Any]:
+    """A churn run at 0.4 of steady's QPS, with ``churned`` as its schedstat summary."""
+    results = {"steady": summary([(100_000, 1.0, 0)]), "churn": summary([(40_000, 9.0, 0)])}
+    spent = {"steady": where(0.9, 20.0, 1.4, 0.0), "churn": churned}
+    engine = churned["processes"]["dockerd"]["cpu_cores_with_children"] * 2
+    return churn._result(Context(tmp_path, 1.0, 1, 1), results, [(3.5, 1.0)], [engine],
+                         churner, spent)
+
+
 def test_a_starved_server_is_said_to_have_lost_the_cpu(tmp_path: Path,
                                                         churner: churn.Churn) -> None:
-    results = {"steady": summary([(100_000, 1.0, 0)]), "churn": summary([(40_000, 9.0, 0)])}
-    spent = {"steady": where(0.9, 20.0, 1.4, 0.0), "churn": where(0.3, 600.0, 1.98, 1.2)}
-    result = churn._result(Context(tmp_path, 1.0, 1, 1), results, [(3.5, 1.0)], [1.2],
-                           churner, spent)
+    result = slowed(tmp_path, churner, where(0.3, 600.0, 1.98, 1.2))
     assert result["churn"]["where"]["churn"]["engine_cores"] == 1.2
     assert result["churn"]["where"]["churn"]["dockdns_delay_ms_per_s"] == 600.0
     why = targets(result)["churn_qps"]["why"]
@@ -99,8 +105,5 @@ def test_a_starved_server_is_said_to_have_lost_the_cpu(tmp_path: Path,
 
 def test_without_a_crowded_machine_the_cpu_is_not_blamed(tmp_path: Path,
                                                           churner: churn.Churn) -> None:
-    results = {"steady": summary([(100_000, 1.0, 0)]), "churn": summary([(40_000, 9.0, 0)])}
-    spent = {"steady": where(0.9, 20.0, 1.4, 0.0), "churn": where(0.4, 30.0, 1.0, 0.2)}
-    result = churn._result(Context(tmp_path, 1.0, 1, 1), results, [(3.5, 1.0)], [0.2],
-                           churner, spent)
+    result = slowed(tmp_path, churner, where(0.4, 30.0, 1.0, 0.2))
     assert "lost to the CPU" not in targets(result)["churn_qps"]["why"]
