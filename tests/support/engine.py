@@ -505,6 +505,15 @@ def lab(prefix: str, pool: str = "10.250.0.0/16",
         made.cleanup()
 
 
+def engine_socket() -> str:
+    """The engine's unix socket path, for a relay or proxy in front of it; the test skips when
+    the engine is reached otherwise (DOCKER_HOST over TCP)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        pytest.skip(f"the engine is not behind a unix socket ({host})")
+    return host.removeprefix("unix://") or "/var/run/docker.sock"
+
+
 def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05,
              message: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail (not time-assert) after a
