@@ -80,6 +80,14 @@ class SourceMetrics(Protocol):
         ...
 
 
+class MemoMetrics(Protocol):
+    """The memos of ready replies (resolver/answer/views.py's table of views)."""
+
+    def memo_usage(self) -> tuple[int, int]:
+        """(entries, bytes as counted against the memos' bound), every view together."""
+        ...
+
+
 @runtime_checkable
 class DockerMetrics(Protocol):
     """One Docker engine the Docker source watches."""
@@ -130,6 +138,9 @@ class DockdnsCollector(Collector):
         self.engines: list[DockerMetrics] = []
         self.sources: list[SourceMetrics] = []
         self._names: tuple[int, dict[str, int]] = (-1, {})
+        # Each a way to the current table of views: the handler makes a new one when networks
+        # change, so the table itself is looked up at every scrape.
+        self.memos: list[Callable[[], MemoMetrics]] = []
 
     # The hook points: each part attaches itself once it exists.
     def attach_upstreams(self, upstreams: UpstreamMetrics) -> None:
@@ -144,6 +155,9 @@ class DockdnsCollector(Collector):
     def attach_sources(self, sources: SourceMetrics) -> None:
         self.sources.append(sources)
 
+    def attach_memo(self, memo: Callable[[], MemoMetrics]) -> None:
+        self.memos.append(memo)
+
     def collect(self) -> Iterable[Metric]:
         yield from self._queries()
         yield self._durations()
@@ -152,6 +166,21 @@ class DockdnsCollector(Collector):
         yield from self._cache_metrics()
         yield from self._docker_metrics()
         yield from self._source_metrics()
+        yield from self._memo_metrics()
+
+    def _memo_metrics(self) -> Iterator[Metric]:
+        if not self.memos:
+            return
+        entries = used = 0
+        for memo in self.memos:
+            held, counted = memo().memo_usage()
+            entries += held
+            used += counted
+        yield GaugeMetricFamily("dockdns_memo_entries", "Ready replies held in the memos of "
+                                "every view, UDP and TCP", value=entries)
+        yield GaugeMetricFamily("dockdns_memo_bytes", "Bytes the memos count against their "
+                                "bound: keys, replies and a fixed overhead per entry",
+                                value=used)
 
     def _source_metrics(self) -> Iterator[Metric]:
         if not self.sources:
