@@ -115,14 +115,10 @@ class DockerMetrics(Protocol):
 
 
 def names_per_source(snapshot: Snapshot) -> dict[str, int]:
-    """Distinct (network, name) pairs in the registry per source kind ("hosts", "docker", ...)."""
-    counts: dict[str, int] = {}
-    tables = [*snapshot.by_network.values(), snapshot.global_names]
-    for table in tables:
-        for name_set in table.values():
-            for source in {record.source or "unknown" for record in name_set.records}:
-                counts[source] = counts.get(source, 0) + 1
-    return counts
+    """Distinct (network, name) pairs in the registry per source kind ("hosts", "docker", ...).
+    The registry keeps these counts as each change applies (``Snapshot.source_names``): a
+    scrape of a registry of 100,000 names walks none of them."""
+    return dict(snapshot.source_names)
 
 
 class DockdnsCollector(Collector):
@@ -137,7 +133,6 @@ class DockdnsCollector(Collector):
         self.caches: list[CacheMetrics] = []
         self.engines: list[DockerMetrics] = []
         self.sources: list[SourceMetrics] = []
-        self._names: tuple[int, dict[str, int]] = (-1, {})
         # Each a way to the current table of views: the handler makes a new one when networks
         # change, so the table itself is looked up at every scrape.
         self.memos: list[Callable[[], MemoMetrics]] = []
@@ -226,11 +221,7 @@ class DockdnsCollector(Collector):
             buckets=buckets, sum_value=durations.sum)
 
     def _registry_names(self) -> Metric:
-        snapshot = self.snapshot()
-        generation, counts = self._names
-        if generation != snapshot.generation:
-            counts = names_per_source(snapshot)
-            self._names = (snapshot.generation, counts)
+        counts = names_per_source(self.snapshot())
         names = GaugeMetricFamily("dockdns_registry_names", "Names in the registry (per network "
                                   "they are on), by source", labels=["source"])
         for source, count in sorted(counts.items()):
