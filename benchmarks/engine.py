@@ -126,8 +126,9 @@ class StaleNetwork(Exception):
     """The engine keeps a network of the harness's with an endpoint nobody holds."""
 
 
-def _alive(run: str) -> bool:
-    """Whether the run whose LABEL value is ``run`` may still be using its objects."""
+def alive(run: str) -> bool:
+    """Whether the process named ``run`` ("<host>:<pid>": a LABEL value here, the tests' owner
+    label too) may still be using what it made."""
     host, _, pid = run.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         # Another machine's, or made before runs were labelled with their process ("1"): not
@@ -145,7 +146,7 @@ def _alive(run: str) -> bool:
 def _ours(labels: dict[str, str] | None) -> bool:
     """Made by this run, or by one that is gone (interrupted before its own cleanup)."""
     run = (labels or {}).get(LABEL, "")
-    return run == RUN or not _alive(run)
+    return run == RUN or not alive(run)
 
 
 def cleanup(engine: Any) -> list[str]:
