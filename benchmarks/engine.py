@@ -1,10 +1,11 @@
 """The Docker engine side of the benchmarks: a network and containers the harness makes itself.
 
-Everything here is named ``db-*``, labelled ``dockdns.bench=1`` and lives on ``dockdns-bench``
-(10.252.0.0/16), so that a run cleans up after an earlier run that was interrupted and never
-touches anything else on the engine. The image is built locally from Debian's static busybox
-(``docker import``; no pulls). Docker's own resolver is asked only for names of containers made
-here: anything else it would forward off the machine.
+Everything here is named ``db-<pid>-*``, labelled ``dockdns.bench=<host>:<pid>`` (the run that
+made it) and lives on ``dockdns-bench`` (10.252.0.0/16) or the next of NETWORKS that is free. A
+run removes what it made and what a run that is no longer alive left behind (interrupted), never
+what a run going on beside it made, nor anything else on the engine. The image is built locally
+from Debian's static busybox (``docker import``; no pulls). Docker's own resolver is asked only
+for names of containers made here: anything else it would forward off the machine.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -30,7 +32,10 @@ NETWORKS = (("dockdns-bench", "10.252.0.0/16", "10.252.0.1"),
               for i in range(16)))
 NETWORK, SUBNET, GATEWAY = NETWORKS[0]
 LABEL = "dockdns.bench"
-PREFIX = "db-"
+# The value of LABEL on this run's objects: the process that made them, so that a cleanup can
+# tell a concurrent run's objects (left alone) from an interrupted run's (removed).
+RUN = f"{socket.gethostname()}:{os.getpid()}"
+PREFIX = f"db-{os.getpid()}-"  # names unique per run: two runs at once never clash
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static: runs in an empty root filesystem
 # Containers only sleep; this bounds their life should the harness die without cleaning up.
 LIFETIME = "1800"
@@ -121,16 +126,42 @@ class StaleNetwork(Exception):
     """The engine keeps a network of the harness's with an endpoint nobody holds."""
 
 
+def alive(run: str) -> bool:
+    """Whether the process named ``run`` ("<host>:<pid>": a LABEL value here, the tests' owner
+    label too) may still be using what it made."""
+    host, _, pid = run.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        # Another machine's, or made before runs were labelled with their process ("1"): not
+        # this run's to judge (such a run may be going on now).
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ours(labels: dict[str, str] | None) -> bool:
+    """Made by this run, or by one that is gone (interrupted before its own cleanup)."""
+    run = (labels or {}).get(LABEL, "")
+    return run == RUN or not alive(run)
+
+
 def cleanup(engine: Any) -> list[str]:
-    """Remove what an earlier run of the harness left behind (only that); the names of its
-    networks the engine would not let go (see NETWORKS)."""
+    """Remove what this run made and what a run no longer alive left behind (only that); the
+    names of those networks the engine would not let go (see NETWORKS)."""
     import docker.errors
 
     for container in engine.containers.list(all=True, filters={"label": LABEL}):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+        if _ours(container.labels):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
     stale = []
     for network in engine.networks.list(filters={"label": LABEL}):
+        if not _ours(network.attrs.get("Labels")):
+            continue
         try:
             _remove_network(network)
         except StaleNetwork:
@@ -186,7 +217,7 @@ def bench_network(engine: Any) -> Iterator[Any]:
                            "(restart dockerd to release them)")
     NETWORK, SUBNET, GATEWAY = usable[0]
     pool = docker.types.IPAMPool(subnet=SUBNET, gateway=GATEWAY)
-    network = engine.networks.create(NETWORK, driver="bridge", labels={LABEL: "1"},
+    network = engine.networks.create(NETWORK, driver="bridge", labels={LABEL: RUN},
                                      ipam=docker.types.IPAMConfig(pool_configs=[pool]))
     try:
         yield network
@@ -200,7 +231,7 @@ def create(engine: Any, name: str) -> Any:
     """A sleeping container on the harness's network, created but not started."""
     assert name.startswith(PREFIX)
     return engine.containers.create(IMAGE, ["sleep", LIFETIME], name=name, network=NETWORK,
-                                    labels={LABEL: "1"}, detach=True)
+                                    labels={LABEL: RUN}, detach=True)
 
 
 def start(engine: Any, name: str) -> Any:

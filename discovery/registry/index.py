@@ -35,8 +35,10 @@ from discovery.registry.values import (
 
 T = TypeVar("T")
 Table = dict[str, NameSet]
-# Names a delta gives more holders: (id of the table, name) -> (table, name, holders, parts).
-Pending = dict[tuple[int, str], tuple[Table, str, list[Record], list[str]]]
+# Names a delta gives more holders: (id of the table, name) -> (table, name, holders, parts,
+# the kinds of source of the holders it adds, None where ``Snapshot.source_names`` does not
+# count the table's names).
+Pending = dict[tuple[int, str], tuple[Table, str, list[Record], list[str], set[str] | None]]
 # Beyond this many touched names a delta is reported as touching everything: its listeners
 # start over (a first load of a million hosts lines must not also build a million-entry set).
 TOUCHED_LIMIT = 10_000
@@ -214,7 +216,7 @@ class Snapshot:
 
     __slots__ = ("generation", "networks", "clients", "by_network", "global_names",
                  "wild_by_network", "global_wild", "private", "ptr_holders", "parts",
-                 "_network_holders", "_client_holders")
+                 "source_names", "_network_holders", "_client_holders")
 
     def __init__(self, generation: int = 0) -> None:
         self.generation = generation
@@ -230,6 +232,11 @@ class Snapshot:
         # Per address, the records with a PTR target for it, in build order.
         self.ptr_holders: dict[str, Record | PtrHolders] = {}
         self.parts: dict[str, Store] = {}
+        # Source kind ("hosts", "docker", ...; "unknown" for none) -> the (network, name) pairs
+        # of ``by_network`` and ``global_names`` that a record of that kind holds: the metrics'
+        # names per source. Kept by each delta for the names it touches, so that reading it
+        # (every scrape) walks nothing and a change costs nothing beyond its own names.
+        self.source_names: dict[str, int] = {}
         # Every part's networks and clients by name/address, in part order: the first network
         # of a name wins; clients of one address from several parts see all their networks.
         self._network_holders: dict[str, list[tuple[str, Network]]] = {}
@@ -310,9 +317,10 @@ class Snapshot:
     # --- records ---------------------------------------------------------------------------
 
     def _tables(self, record: Record, touched: Touched,
-                create: bool) -> Iterator[tuple[Table, str]]:
-        """Each (name table, key) that holds ``record``, noting in ``touched`` what it is;
-        tables that are not there are made (``create``) or skipped."""
+                create: bool) -> Iterator[tuple[Table, str, bool]]:
+        """Each (name table, key, whether ``source_names`` counts it) that holds ``record``,
+        noting in ``touched`` what it is; tables that are not there are made (``create``) or
+        skipped. Wildcard owners and private names are not counted."""
         names = record.names
         clients = record.clients
         unique_names = names if len(names) == 1 else dict.fromkeys(names)
@@ -327,7 +335,7 @@ class Snapshot:
                     table = self.private[address] = {}
                 for name in unique_names:
                     touched.private_name(address, name)
-                    yield table, name
+                    yield table, name, False
             return
         network = record[3]
         for name in unique_names:
@@ -345,19 +353,23 @@ class Snapshot:
                 table = found
             if wild:
                 touched.wild = True
-                yield table, name[2:]
+                yield table, name[2:], False
             else:
-                yield table, name
+                yield table, name, True
 
     def _index(self, owner: str, record: Record, touched: Touched, pending: Pending) -> None:
         """Index ``record`` (just counted in its part). A name that already has a holder is
         gathered in ``pending`` and made once at the end of the delta (``_settle``): a name
         held by thousands of records (a scaled service's tasks, a test's shared name) is then
         not copied once per record."""
-        for table, key in self._tables(record, touched, True):
+        for table, key, counted in self._tables(record, touched, True):
             held = table.get(key)
             if held is None:
                 table[key] = record if alone_holds(record) else group_of((record,), (owner,))
+                if counted:  # inline: once per name of every record a load adds
+                    counts = self.source_names
+                    source = record[6] or "unknown"
+                    counts[source] = counts.get(source, 0) + 1
                 continue
             slot = (id(table), key)
             gathered = pending.get(slot)
@@ -367,8 +379,11 @@ class Snapshot:
                 else:
                     assert isinstance(held, Group)
                     records, owners = list(held.records), list(held.owners)
-                gathered = pending[slot] = (table, key, records, owners)
+                gathered = pending[slot] = (table, key, records, owners,
+                                            set() if counted else None)
             _insert_at(gathered[2], gathered[3], record, owner)
+            if counted:
+                gathered[4].add(record.source or "unknown")  # type: ignore[union-attr]
         if record[4] is not None and not record.clients:
             holders = self.ptr_holders
             for address in unique(record.ipv4 + record.ipv6):
@@ -383,10 +398,25 @@ class Snapshot:
                 assert isinstance(ptrs, PtrHolders)
                 ptrs.add(record, owner)
 
-    @staticmethod
-    def _settle(pending: Pending) -> None:
-        for table, key, records, owners in pending.values():
+    def _settle(self, pending: Pending) -> None:
+        for table, key, records, owners, added in pending.values():
+            if added:
+                # Holders only join here (the delta's removals came first): a kind of source
+                # counts the name once it has its first holder of that kind. The name's
+                # holders are mostly of one kind, so each check stops at the first one.
+                held = table[key].records
+                for source in added:
+                    if not _held_by(held, source):
+                        self._count(source, 1)
             table[key] = group_of(tuple(records), tuple(owners))
+
+    def _count(self, source: str, step: int) -> None:
+        counts = self.source_names
+        count = counts.get(source, 0) + step
+        if count:
+            counts[source] = count
+        else:
+            del counts[source]
 
     def _owner_of(self, held: Record, record: Record, owner: str) -> str:
         """The part of a name's only holder ``held``, as ``record`` of ``owner`` (counted
@@ -400,13 +430,15 @@ class Snapshot:
         raise AssertionError(f"{held!r} is held but listed by no part")
 
     def _unindex(self, owner: str, record: Record, touched: Touched) -> None:
-        for table, key in self._tables(record, touched, False):
+        for table, key, counted in self._tables(record, touched, False):
             held = table.get(key)
             if held is None:
                 continue
             if type(held) is Record:
                 if held == record:
                     del table[key]
+                    if counted:
+                        self._count(record.source or "unknown", -1)
                 continue
             assert isinstance(held, Group)
             records, owners = held.records, held.owners
@@ -421,6 +453,10 @@ class Snapshot:
                 table[key] = records[0]
             else:
                 table[key] = group_of(records, owners)
+            if counted:
+                source = record.source or "unknown"
+                if not _held_by(records, source):  # its last holder of that kind went
+                    self._count(source, -1)
         if record[4] is not None and not record.clients:
             holders = self.ptr_holders
             for address in unique(record.ipv4 + record.ipv6):
@@ -502,6 +538,11 @@ class Snapshot:
                 del self.clients[address]
             else:
                 self.clients[address] = now
+
+
+def _held_by(records: Iterable[Record], source: str) -> bool:
+    """Whether a record of the kind ``source`` ("unknown" for none) is among ``records``."""
+    return any((record[6] or "unknown") == source for record in records)
 
 
 def _insert_at(records: list[Record], owners: list[str], record: Record, owner: str) -> None:

@@ -84,8 +84,9 @@ class Registry:
 
     def _publish(self, touched: Touched) -> None:
         self.snapshot.generation += 1
-        log.debug("registry generation %d: %d names", self.snapshot.generation,
-                  self.snapshot.name_count())
+        if log.isEnabledFor(logging.DEBUG):  # name_count is a sum over every table
+            log.debug("registry generation %d: %d names", self.snapshot.generation,
+                      self.snapshot.name_count())
         for change_listener in self._change_listeners:
             change_listener(self.snapshot, touched)
         for listener in self._listeners:

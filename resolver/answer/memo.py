@@ -37,9 +37,10 @@ MEMO_LIMIT = 100_000
 # answers near the size a full memo of typical ones has.
 MEMO_BYTES = 32 << 20
 # What an entry costs beyond its key's and replies' bytes: two bytes headers, the entry tuple,
-# the reply iterator and the dict slot (measured ~230 bytes with CPython 3.11), and its slot in
-# the index by name (~100 bytes: a name string and a dict slot, a list when a name has several).
-ENTRY_OVERHEAD = 330
+# the reply iterator and the dict slot (measured ~230 bytes with CPython 3.11), its slot in the
+# index by name (~100 bytes: a name string and a dict slot, a list when a name has several), and
+# its charge in ``Memo.charged`` (~70 bytes: a dict slot and an int).
+ENTRY_OVERHEAD = 400
 # What a renewable entry (a cached answer) costs beyond that: the renewal and prefetch objects
 # and the request and parsed query they keep to render it again (~800 bytes, CPython 3.11).
 RENEWAL_OVERHEAD = 800
@@ -59,14 +60,18 @@ class Memo(dict[bytes, MemoEntry]):
     keys by the names their answers depend on (kept by ``remember``, on the full path: the hit
     path reads the dict and nothing else), so that a registry change forgets only those."""
 
-    __slots__ = ("used", "by_name")
+    __slots__ = ("used", "charged", "by_name")
 
     def __init__(self) -> None:
         super().__init__()
-        # What the memo holds, as counted by ``remember`` against MEMO_BYTES. An entry replaced
-        # under the same key (a forwarded answer memoized again once its TTL ticked) is counted
-        # again: the count only errs high, so the memo at worst starts again a little early.
+        # The bytes of the entries held, counted against MEMO_BYTES: always the sum of
+        # ``charged``, whatever came and went (``remember``, ``forget``, ``clear``).
         self.used = 0
+        # key -> what its entry was counted as (key, replies and ENTRY_OVERHEAD), so that an
+        # entry dropped or replaced takes exactly its own bytes off ``used``. Without it, each
+        # registry change's ``forget`` left its entries' bytes counted, and a memo of a busy
+        # registry believed itself full and started again long before it was.
+        self.charged: dict[bytes, int] = {}
         # name -> the key (or keys) of the entries that depend on it. A key forgotten through
         # one of its names may still be listed under another: forgetting that one later drops
         # at most an entry memoized again since, which the full path then answers once more.
@@ -76,12 +81,15 @@ class Memo(dict[bytes, MemoEntry]):
                  names: tuple[str, ...] = ()) -> None:
         """Keep ``entry`` for the query bytes ``key``; ``size`` is the bytes of its replies;
         ``names`` the names it depends on (``forget`` of any of them drops it)."""
-        used = self.used + len(key) + size + ENTRY_OVERHEAD
-        if len(self) >= MEMO_LIMIT or used > MEMO_BYTES:
+        cost = len(key) + size + ENTRY_OVERHEAD
+        charged = self.charged
+        replaced = charged.get(key, 0)  # an entry memoized again under its key (a TTL ticked)
+        used = self.used - replaced + cost
+        if (len(self) >= MEMO_LIMIT and not replaced) or used > MEMO_BYTES:
             limited.log(logging.DEBUG, "memo full (%d entries, %d bytes); starting it again",
                         len(self), used)
             self.clear()
-            used = len(key) + size + ENTRY_OVERHEAD
+            used = cost
         if key not in self:
             by_name = self.by_name
             for name in names:
@@ -94,6 +102,7 @@ class Memo(dict[bytes, MemoEntry]):
                 elif key not in held:
                     held.append(key)  # type: ignore[union-attr]
         self[key] = entry
+        charged[key] = cost
         self.used = used
 
     def forget(self, names: Iterable[str]) -> int:
@@ -101,7 +110,8 @@ class Memo(dict[bytes, MemoEntry]):
         by_name = self.by_name
         if not by_name:
             return 0
-        gone = 0
+        charged = self.charged
+        gone = freed = 0
         for name in names:
             held = by_name.pop(name, None)
             if held is None:
@@ -109,11 +119,15 @@ class Memo(dict[bytes, MemoEntry]):
             for key in (held,) if type(held) is bytes else held:
                 if self.pop(key, None) is not None:  # type: ignore[arg-type]
                     gone += 1
+                    freed += charged.pop(key, 0)  # type: ignore[arg-type]
+        self.used -= freed
         return gone
 
     def clear(self) -> None:
         super().clear()
         self.by_name.clear()
+        self.charged.clear()
+        self.used = 0
 
     def renewed(self, key: bytes, entry: MemoEntry, now: float) -> MemoEntry | None:
         """``entry`` (found under ``key``, past its time) made right for ``now`` and kept in its

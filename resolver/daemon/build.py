@@ -72,6 +72,7 @@ def build(config: Config, worker: int = 0) -> Components:
     metrics.collector.attach_upstreams(forwarder)
     metrics.collector.attach_sources(supervisor)
     metrics.collector.attach_cache(CacheCounters(forwarder, handler.stats))
+    metrics.collector.attach_memo(lambda: handler.views)
     # systemd hears one process: worker 0 (as for the health endpoints), on behalf of the
     # supervisor systemd started when there are several.
     notifier = (Notifier.from_environment(

@@ -80,6 +80,14 @@ class SourceMetrics(Protocol):
         ...
 
 
+class MemoMetrics(Protocol):
+    """The memos of ready replies (resolver/answer/views.py's table of views)."""
+
+    def memo_usage(self) -> tuple[int, int]:
+        """(entries, bytes as counted against the memos' bound), every view together."""
+        ...
+
+
 @runtime_checkable
 class DockerMetrics(Protocol):
     """One Docker engine the Docker source watches."""
@@ -107,14 +115,10 @@ class DockerMetrics(Protocol):
 
 
 def names_per_source(snapshot: Snapshot) -> dict[str, int]:
-    """Distinct (network, name) pairs in the registry per source kind ("hosts", "docker", ...)."""
-    counts: dict[str, int] = {}
-    tables = [*snapshot.by_network.values(), snapshot.global_names]
-    for table in tables:
-        for name_set in table.values():
-            for source in {record.source or "unknown" for record in name_set.records}:
-                counts[source] = counts.get(source, 0) + 1
-    return counts
+    """Distinct (network, name) pairs in the registry per source kind ("hosts", "docker", ...).
+    The registry keeps these counts as each change applies (``Snapshot.source_names``): a
+    scrape of a registry of 100,000 names walks none of them."""
+    return dict(snapshot.source_names)
 
 
 class DockdnsCollector(Collector):
@@ -129,7 +133,9 @@ class DockdnsCollector(Collector):
         self.caches: list[CacheMetrics] = []
         self.engines: list[DockerMetrics] = []
         self.sources: list[SourceMetrics] = []
-        self._names: tuple[int, dict[str, int]] = (-1, {})
+        # Each a way to the current table of views: the handler makes a new one when networks
+        # change, so the table itself is looked up at every scrape.
+        self.memos: list[Callable[[], MemoMetrics]] = []
 
     # The hook points: each part attaches itself once it exists.
     def attach_upstreams(self, upstreams: UpstreamMetrics) -> None:
@@ -144,6 +150,9 @@ class DockdnsCollector(Collector):
     def attach_sources(self, sources: SourceMetrics) -> None:
         self.sources.append(sources)
 
+    def attach_memo(self, memo: Callable[[], MemoMetrics]) -> None:
+        self.memos.append(memo)
+
     def collect(self) -> Iterable[Metric]:
         yield from self._queries()
         yield self._durations()
@@ -152,6 +161,21 @@ class DockdnsCollector(Collector):
         yield from self._cache_metrics()
         yield from self._docker_metrics()
         yield from self._source_metrics()
+        yield from self._memo_metrics()
+
+    def _memo_metrics(self) -> Iterator[Metric]:
+        if not self.memos:
+            return
+        entries = used = 0
+        for memo in self.memos:
+            held, counted = memo().memo_usage()
+            entries += held
+            used += counted
+        yield GaugeMetricFamily("dockdns_memo_entries", "Ready replies held in the memos of "
+                                "every view, UDP and TCP", value=entries)
+        yield GaugeMetricFamily("dockdns_memo_bytes", "Bytes the memos count against their "
+                                "bound: keys, replies and a fixed overhead per entry",
+                                value=used)
 
     def _source_metrics(self) -> Iterator[Metric]:
         if not self.sources:
@@ -197,11 +221,7 @@ class DockdnsCollector(Collector):
             buckets=buckets, sum_value=durations.sum)
 
     def _registry_names(self) -> Metric:
-        snapshot = self.snapshot()
-        generation, counts = self._names
-        if generation != snapshot.generation:
-            counts = names_per_source(snapshot)
-            self._names = (snapshot.generation, counts)
+        counts = names_per_source(self.snapshot())
         names = GaugeMetricFamily("dockdns_registry_names", "Names in the registry (per network "
                                   "they are on), by source", labels=["source"])
         for source, count in sorted(counts.items()):

@@ -4,7 +4,6 @@ the test can cut, so the shared engine itself is never disturbed."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,28 +11,12 @@ import dns.rcode
 import pytest
 
 from tests.support.daemon import RunningDaemon, dockdns
-from tests.support.engine import Question, lab, wait_for
+from tests.support.engine import Question, engine_socket, lab, wait_for
 from tests.support.net import addresses, ask, free_port
-from tests.support.quiet_upstream import refusing_upstream
 from tests.support.sockproxy import UnixRelay
 from tests.support.swarm import SwarmLab, gwbridge_gateway
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
-
-
-def engine_socket() -> str:
-    host = os.environ.get("DOCKER_HOST", "")
-    if host and not host.startswith("unix://"):
-        pytest.skip(f"the engine is not behind a unix socket ({host})")
-    return host.removeprefix("unix://") or "/var/run/docker.sock"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    """A loopback upstream that refuses everything at once: nothing leaves the machine, and a
-    name dockdns does not hold is answered quickly instead of waiting out the time budget."""
-    with refusing_upstream() as address:
-        yield address
 
 
 @pytest.fixture

@@ -20,67 +20,31 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dns.rcode
 import docker.errors
 import pytest
 
-from tests.engine.test_swarm_engine import engine_socket
-from tests.support.daemon import RunningDaemon, dockdns
-from tests.support.engine import IMAGE, Question, lab, require_engine, wait_for
+from tests.support.daemon import dockdns
+from tests.support.engine import IMAGE, Question, require_engine, wait_for
 from tests.support.engine_proxy import EngineProxy, Request
 from tests.support.net import addresses, ask
-from tests.support.quiet_upstream import refusing_upstream
-from tests.support.swarm import SwarmLab
+from tests.support.swarm import SwarmLab, follows, overlay_lab
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
 PREFIX = "swarmlag-"
 NETWORK = f"{PREFIX}net"
 POOL = "10.251.0.0/16"
-CHANGE_SECONDS = 90.0  # for a change to reach dockdns on a busy 2-core machine
 NEVER = "3600"  # no periodic full re-read within a test
 HEALTH_IMAGE = f"{PREFIX}health:busybox"
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with refusing_upstream() as address:
-        yield address
-
-
-@pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[EngineProxy]:
-    with EngineProxy(tmp_path / "engine.sock", engine_socket()) as made:
-        yield made
-
-
 @pytest.fixture
 def swarm() -> Iterator[SwarmLab]:
-    with lab(PREFIX, pool=POOL) as made:
-        cluster = SwarmLab(made)
-        try:
-            cluster.overlay(NETWORK)
-            yield cluster
-        finally:
-            cluster.cleanup()
-
-
-def answers(server: RunningDaemon, name: str) -> set[str]:
-    return addresses(ask(server.host, server.port, name))
-
-
-def follows(server: RunningDaemon, swarm: SwarmLab, service: str, count: int) -> set[str]:
-    """Wait until the engine runs ``count`` tasks of ``service`` and dockdns answers exactly
-    their addresses for tasks.<service>."""
-    swarm.wait_running(service, count)
-    expected = swarm.task_ips(service, NETWORK)
-    assert len(expected) == count
-    wait_for(lambda: answers(server, f"tasks.{service}") == expected, timeout=CHANGE_SECONDS,
-             interval=0.2, message=f"dockdns answering tasks.{service} with {sorted(expected)}")
-    return expected
+    with overlay_lab(PREFIX, POOL, NETWORK) as made:
+        yield made
 
 
 def container_inspect_or_full_listing(request: Request) -> bool:
@@ -98,11 +62,11 @@ def test_a_scale_up_is_answered_with_container_inspects_held_back(
     client = swarm.attach(f"{PREFIX}client", NETWORK)
     with dockdns("--docker-host", proxy.url, "--swarm-reconcile", NEVER, "--upstream", upstream,
                  docker=True) as server:
-        follows(server, swarm, f"{PREFIX}grow", 1)
+        follows(server, swarm, f"{PREFIX}grow", 1, NETWORK)
         proxy.hold(container_inspect_or_full_listing)
         try:
             swarm.scale(f"{PREFIX}grow", 2)
-            two = follows(server, swarm, f"{PREFIX}grow", 2)
+            two = follows(server, swarm, f"{PREFIX}grow", 2, NETWORK)
             # The same two Docker's resolver gives (it binds a task once its container started).
             reply = swarm.ask_docker(client, [Question(f"tasks.{PREFIX}grow")])[0]
             assert reply is not None and addresses(reply) == two
@@ -153,11 +117,11 @@ def test_a_task_whose_image_has_a_health_check_waits_for_it(
         # A service made after that container started: once dockdns answers it, the first
         # one's start event came and went (one stream, in order).
         swarm.service(f"{PREFIX}mark", [NETWORK])
-        follows(server, swarm, f"{PREFIX}mark", 1)
+        follows(server, swarm, f"{PREFIX}mark", 1, NETWORK)
         assert swarm.tasks(f"{PREFIX}checked")[0]["Status"]["State"] == "starting"
         reply = ask(server.host, server.port, f"tasks.{PREFIX}checked")
         assert not addresses(reply) and reply.rcode() != dns.rcode.NOERROR
         container = swarm.task_container(task)
         swarm.client.api.exec_start(swarm.client.api.exec_create(
             container["Id"], ["touch", "/tmp/ok"])["Id"])
-        follows(server, swarm, f"{PREFIX}checked", 1)
+        follows(server, swarm, f"{PREFIX}checked", 1, NETWORK)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,6 +21,7 @@ from tests.support.net import addresses, ask, free_port
 from tests.support.scrape import scrape, value
 from tests.support.standins import Cache, Upstreams
 from tests.support.upstream import FaultServer
+from tests.support.wait import wait_for
 
 
 def test_counters_change_as_queries_arrive(hosts_file: str) -> None:
@@ -45,6 +48,37 @@ def test_counters_change_as_queries_arrive(hosts_file: str) -> None:
     assert value(after, "dockdns_query_duration_seconds_bucket", le="0.0001") >= 2
     assert value(after, "dockdns_query_duration_seconds_bucket", le="+Inf") == 4
     assert value(after, "dockdns_query_duration_seconds_sum") > 0
+
+
+def test_memo_bytes_are_those_of_the_entries_a_change_left(tmp_path: Path) -> None:
+    """A hosts change forgets the memo entries of the names it took away, and their bytes with
+    them: a memo that kept counting them would believe itself fuller than it is after each change
+    and start again (forget every answer) long before its bound."""
+    hosts = tmp_path / "hosts"
+    # Names of one length with one address each: every entry the same size.
+    lines = [f"10.7.0.{i} m{i}.memo.test\n" for i in range(10)]
+    hosts.write_text("".join(lines))
+    with FaultServer() as upstream, dockdns("--hosts-file", str(hosts), "--upstream",
+                                           upstream.address) as daemon:
+        assert daemon.metrics_port is not None
+        for i in range(10):
+            assert addresses(ask(daemon.host, daemon.port, f"m{i}.memo.test")) == {f"10.7.0.{i}"}
+        full = scrape(daemon.metrics_port)
+        assert value(full, "dockdns_memo_entries") == 10
+        entry = value(full, "dockdns_memo_bytes") / 10
+        assert entry > 0
+        fresh = hosts.with_suffix(".new")
+        fresh.write_text("".join(lines[5:]))  # m0-m4 go
+        os.replace(fresh, hosts)
+        wait_for(lambda: value(scrape(daemon.metrics_port or 0), "dockdns_registry_names",
+                               source="hosts") == 5, what="the hosts change applied")
+        left = scrape(daemon.metrics_port)
+        assert value(left, "dockdns_memo_entries") == 5
+        assert value(left, "dockdns_memo_bytes") == 5 * entry
+        # Still answered from the memo: the entries of the names the change did not touch.
+        hits = value(left, "dockdns_memo_hits_total")
+        assert addresses(ask(daemon.host, daemon.port, "m9.memo.test")) == {"10.7.0.9"}
+        assert value(scrape(daemon.metrics_port), "dockdns_memo_hits_total") == hits + 1
 
 
 def test_health_endpoints_and_errors(hosts_file: str) -> None:

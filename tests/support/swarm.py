@@ -18,7 +18,7 @@ import contextlib
 import ipaddress
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ import docker.errors
 import docker.types
 import pytest
 
+from tests.support.daemon import RunningDaemon
 from tests.support.engine import (
     IMAGE,
     IN_CI,
@@ -40,9 +41,13 @@ from tests.support.engine import (
     Net,
     Question,
     _owner_alive,
+    lab,
     wait_for,
 )
+from tests.support.net import addresses, ask
 
+# For a change in the Swarm to reach a dockdns on a busy 2-core machine.
+CHANGE_SECONDS = 90.0
 # Tasks of a fresh service take a while to be scheduled and started on a busy 2-core machine.
 TASK_START_SECONDS = 180.0
 GWBRIDGE = "docker_gwbridge"
@@ -295,3 +300,34 @@ class SwarmLab:
                 raise ValueError(f"refusing to ask Docker's resolver for {question.name!r}: it "
                                  "does not know it and would forward it off this machine")
         return self.lab.ask(box, "127.0.0.11", questions)
+
+
+@contextlib.contextmanager
+def overlay_lab(prefix: str, pool: str, network: str) -> Iterator[SwarmLab]:
+    """A ``SwarmLab`` on a lab of its own with one attachable overlay ``network``; its services,
+    then its networks and containers, removed however the test ends."""
+    with lab(prefix, pool=pool) as made:
+        cluster = SwarmLab(made)
+        try:
+            cluster.overlay(network)
+            yield cluster
+        finally:
+            cluster.cleanup()
+
+
+def answers(server: RunningDaemon, name: str) -> set[str]:
+    """The addresses ``server`` answers for ``name`` (A)."""
+    return addresses(ask(server.host, server.port, name))
+
+
+def follows(server: RunningDaemon, swarm: SwarmLab, service: str, count: int,
+            network: str) -> set[str]:
+    """Wait until the engine runs ``count`` tasks of ``service`` and ``server`` answers exactly
+    their addresses on ``network`` for tasks.<service>."""
+    swarm.wait_running(service, count)
+    expected = swarm.task_ips(service, network)
+    assert len(expected) == count
+    wait_for(lambda: answers(server, f"tasks.{service}") == expected,
+             timeout=CHANGE_SECONDS, interval=0.2,
+             message=f"dockdns answering tasks.{service} with {sorted(expected)}")
+    return expected

@@ -67,3 +67,43 @@ def test_no_churn_judges_nothing(tmp_path: Path, churner: churn.Churn) -> None:
     result = judged(tmp_path, churner, [(100_000, 1.0, 0)], [(100_000, 1.0, 0)], [(0.0, 0.4)])
     assert all(t["met"] is None and t["measured"] is None for t in result["targets"])
     assert any("not judged" in note for note in result["notes"])
+
+
+def where(dockdns: float, delay: float, busy: float, engine: float) -> dict[str, Any]:
+    """A run's median schedstat summary, as benchmarks/schedstat.py makes it."""
+    return {"seconds": 4.0, "cpus": {"0": {"busy": busy / 2, "system": 0.2, "softirq": 0.01},
+                                     "1": {"busy": busy / 2, "system": 0.2, "softirq": 0.01}},
+            "processes": {
+                "dockdns": {"cores": dockdns, "delay_ms_per_s": delay, "voluntary_per_s": 900,
+                            "involuntary_per_s": 50, "cpu_cores_with_children": dockdns,
+                            "threads": {"main": {"cores": dockdns, "delay_ms_per_s": delay}}},
+                "dnsperf": {"cores": 0.9, "delay_ms_per_s": 20.0},
+                "dockerd": {"cores": engine / 4, "cpu_cores_with_children": engine / 2},
+                "shims": {"cores": engine / 4, "cpu_cores_with_children": engine / 2}}}
+
+
+def slowed(tmp_path: Path, churner: churn.Churn, churned: dict[str, Any]) -> dict[str, Any]:
+    """A churn run at 0.4 of steady's QPS, with ``churned`` as its schedstat summary."""
+    results = {"steady": summary([(100_000, 1.0, 0)]), "churn": summary([(40_000, 9.0, 0)])}
+    spent = {"steady": where(0.9, 20.0, 1.4, 0.0), "churn": churned}
+    engine = churned["processes"]["dockerd"]["cpu_cores_with_children"] * 2
+    return churn._result(Context(tmp_path, 1.0, 1, 1), results, [(3.5, 1.0)], [engine],
+                         churner, spent)
+
+
+def test_a_starved_server_is_said_to_have_lost_the_cpu(tmp_path: Path,
+                                                        churner: churn.Churn) -> None:
+    result = slowed(tmp_path, churner, where(0.3, 600.0, 1.98, 1.2))
+    assert result["churn"]["where"]["churn"]["engine_cores"] == 1.2
+    assert result["churn"]["where"]["churn"]["dockdns_delay_ms_per_s"] == 600.0
+    why = targets(result)["churn_qps"]["why"]
+    assert "lost to the CPU the engine took" in why
+    assert "runnable but not running 600 ms of every second (20 steady" in why
+    assert any(f["name"].startswith("dockdns runnable but not running") and
+               f["value"] == "20 → 600" for f in result["figures"])
+
+
+def test_without_a_crowded_machine_the_cpu_is_not_blamed(tmp_path: Path,
+                                                          churner: churn.Churn) -> None:
+    result = slowed(tmp_path, churner, where(0.4, 30.0, 1.0, 0.2))
+    assert "lost to the CPU" not in targets(result)["churn_qps"]["why"]

@@ -44,7 +44,7 @@ records = st.builds(
     clients=st.sampled_from([(), (), (), ("10.0.0.1",), ("10.0.0.2", "10.0.0.1")]),
     cname=st.sampled_from([None, None, None, "db"]),
     data=st.sampled_from([(), (), ((16, b"\x03abc"),)]),
-    source=st.sampled_from(["hosts", "docker"]),
+    source=st.sampled_from(["hosts", "docker", ""]),
 )
 parts = st.builds(SourcePart,
                   networks=st.lists(st.sampled_from(NETWORKS), max_size=2).map(tuple),
@@ -150,6 +150,18 @@ def assert_same_indexes(kept: Snapshot, built: Snapshot) -> None:
     assert dict(kept.ptr) == dict(built.ptr)
     assert sorted(map(repr, kept.records)) == sorted(map(repr, built.records))
     assert kept.name_count() == built.name_count()
+    assert kept.source_names == walked_source_names(kept) == built.source_names
+
+
+def walked_source_names(snapshot: Snapshot) -> dict[str, int]:
+    """The metrics' names per source as a walk of every name finds them (what the registry
+    keeps by delta instead): per kind of source, the (network, name) pairs of the network and
+    global tables that a record of that kind holds."""
+    counts: Counter[str] = Counter()
+    for table in (*snapshot.by_network.values(), snapshot.global_names):
+        for held in table.values():
+            counts.update({record.source or "unknown" for record in held.records})
+    return dict(counts)
 
 
 @given(st.lists(events, max_size=25))
@@ -210,3 +222,33 @@ def test_holders_keep_build_order_across_parts() -> None:
     registry.change("hosts", SourcePart(records=(early,)))
     assert registry.snapshot.global_names["db"].records == (early, late)
     assert registry.snapshot.ptr["10.0.0.9"] == ((None, "early", None), (None, "late", None))
+
+
+def test_names_per_source_follow_each_add_change_and_remove() -> None:
+    registry = Registry()
+    web = Record(("web", "web1"), ipv4=("10.0.0.2",), network="n1", source="docker")
+    web2 = Record(("web",), ipv4=("10.0.0.3",), network="n1", source="docker")
+    registry.change("docker:a", SourcePart(records=(web, web2)))
+    assert registry.snapshot.source_names == {"docker": 2}  # web and web1 on n1
+    # A hosts line for the same name on every network: another pair, "web" globally.
+    line = Record(("web",), ipv4=("10.9.0.1",), source="hosts")
+    registry.change("hosts", SourcePart(records=(line,)))
+    assert registry.snapshot.source_names == {"docker": 2, "hosts": 1}
+    # A container changes: web1 goes, its address and a new name come.
+    moved = Record(("web", "api"), ipv4=("10.0.0.4",), network="n1", source="docker")
+    registry.change("docker:a", SourcePart(records=(moved,)), SourcePart(records=(web,)))
+    assert registry.snapshot.source_names == {"docker": 2, "hosts": 1}  # web, api
+    # One of web's holders goes: web is still a docker name.
+    registry.change("docker:a", removed=SourcePart(records=(web2,)))
+    assert registry.snapshot.source_names == {"docker": 2, "hosts": 1}
+    # A wildcard owner and a private name are not counted; a record without a source is.
+    registry.change("static", SourcePart(records=(
+        Record(("*.web",), ipv4=("10.0.0.9",), network="n1", source="static"),
+        Record(("own",), ipv4=("10.0.0.8",), clients=("10.0.0.1",), source="static"),
+        Record(("bare",), ipv4=("10.0.0.7",)))))
+    assert registry.snapshot.source_names == {"docker": 2, "hosts": 1, "unknown": 1}
+    registry.remove("static")
+    registry.remove("hosts")
+    registry.update("docker:a", SourcePart())
+    assert registry.snapshot.source_names == {}
+    assert walked_source_names(registry.snapshot) == {}
