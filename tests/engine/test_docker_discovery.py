@@ -26,7 +26,6 @@ from resolver.answer.views import ViewTable
 from tests.support.daemon import RunningDaemon, dockdns
 from tests.support.engine import Box, Lab, Question, lab, wait_for
 from tests.support.net import addresses, ask, free_port
-from tests.support.quiet_upstream import refusing_upstream
 
 pytestmark = pytest.mark.docker
 
@@ -37,12 +36,6 @@ HEALTH_CHECK = {"test": ["CMD-SHELL", "test -f /tmp/healthy"], "interval": 500_0
                 "timeout": 2_000_000_000, "retries": 1}
 # A first check only after an hour: the container stays "starting".
 SLOW_HEALTH_CHECK = {**HEALTH_CHECK, "interval": 3_600_000_000_000}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with refusing_upstream() as address:
-        yield address
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ from tests.support.engine import (
     wait_for,
 )
 from tests.support.notify_socket import lines, notify_socket
-from tests.support.quiet_upstream import refusing_upstream
 from tests.support.scrape import Samples, scrape, value
 from tests.support.sockproxy import UnixRelay
 
@@ -40,12 +39,6 @@ pytestmark = pytest.mark.docker
 PRIVATE_POOL = "10.248.192.0/18"
 PRIVATE_BRIDGE = "10.248.255.1/24"
 SHARED_POOL = "10.248.0.0/17"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with refusing_upstream() as address:
-        yield address
 
 
 @pytest.fixture

@@ -8,14 +8,12 @@ containers without a restart, as the README promises for every setting not marke
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemon import dockdns
 from tests.support.engine import lab, wait_for
-from tests.support.quiet_upstream import refusing_upstream
 
 pytestmark = pytest.mark.docker
 
@@ -23,12 +21,6 @@ POOL = "10.248.0.0/17"
 # Fails at once and every half second: the container is soon "unhealthy".
 FAILING_CHECK = {"test": ["CMD-SHELL", "test -f /tmp/never"], "interval": 500_000_000,
                  "timeout": 2_000_000_000, "retries": 1}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with refusing_upstream() as address:
-        yield address
 
 
 def health(box_inspect: dict[str, object]) -> str:

@@ -10,8 +10,6 @@ answered from the registry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import dns.message
 import dns.rcode
 import dns.reversename
@@ -20,18 +18,11 @@ import pytest
 from tests.support.daemon import RunningDaemon, dockdns, http_get
 from tests.support.engine import Box, Lab, Question, lab, wait_for
 from tests.support.net import ask
-from tests.support.quiet_upstream import refusing_upstream
 from tests.support.scrape import scrape, value
 
 pytestmark = pytest.mark.docker
 
 POOL = "10.248.0.0/17"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with refusing_upstream() as address:
-        yield address
 
 
 def readyz(daemon: RunningDaemon) -> tuple[int, str]:
