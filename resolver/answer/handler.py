@@ -2,8 +2,9 @@
 
 ``answer_fast`` is the hot path: the client's view, then the ready-made reply for exactly these
 query bytes (everything after the ID), then the ID patched in. Everything else (parsing, the
-registry, the forwarder, error replies) happens in ``answer_full`` on a miss, which also fills the
-memo. Both are shared by the UDP and the TCP listener.
+registry, the forwarder, error replies) happens in ``answer_now`` on a miss, which also fills the
+memo: its reply at once, or a ``Pending`` one while an upstream is asked. Both are shared by the
+UDP and the TCP listener (``answer_served``, and ``answer`` for callers that await).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ QueryLog = Callable[[bytes, bytes | None, str, bool, float], None]
 
 
 class Forwarder(Protocol):
-    def forward_now(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
-                    trace: Trace | None = None) -> Answer:
+    def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
+                trace: Trace | None = None) -> Answer:
         """The reply for a question the registry has no answer for: now, or to come."""
         ...
 
@@ -161,11 +162,6 @@ class QueryHandler:
         self.stats.counts[entry.slot] += 1
         return packet[:2] + next(entry.replies)
 
-    async def answer_full(self, packet: bytes, client: str, tcp: bool,
-                          trace: Trace | None = None) -> bytes | None:
-        """``answer_now``, waited for."""
-        return await settled(self.answer_now(packet, client, tcp, trace))
-
     def answer_now(self, packet: bytes, client: str, tcp: bool,
                    trace: Trace | None = None) -> Maybe[bytes | None]:
         """Parse, answer from the registry or the forwarder, and memoize what may be reused: the
@@ -226,7 +222,7 @@ class QueryHandler:
                               else "no forwarder: SERVFAIL")
             self.stats.count(query.qtype, wire.SERVFAIL, SOURCE_ERROR)
             return wire.error_reply(query, packet, wire.SERVFAIL)
-        return mapped(self.forwarder.forward_now(query, packet, tcp, view, trace),
+        return mapped(self.forwarder.forward(query, packet, tcp, view, trace),
                       lambda forwarded: self._reply_forwarded(packet, query, view, tcp, forwarded))
 
     def _reply_forwarded(self, packet: bytes, query: wire.Query, view: View, tcp: bool,
@@ -288,7 +284,7 @@ class QueryHandler:
         (cache included) and the reply is the chain followed by what the upstream said."""
         assert self.forwarder is not None and local.chase is not None
         chased_packet = chase.chase_query(local.chase, query.qtype)
-        forwarded = await settled(self.forwarder.forward_now(
+        forwarded = await settled(self.forwarder.forward(
             wire.parse_query(chased_packet), chased_packet, tcp, view, trace))
         rcode, tail = chase.chased_answers(forwarded.reply)
         reply = wire.build_reply(query, rcode, [*local.answers, *tail], max_size)

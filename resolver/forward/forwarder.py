@@ -24,7 +24,6 @@ from resolver.answer.chain import (
     Stage,
     Trace,
     chain,
-    settled,
 )
 from resolver.answer.views import View
 from resolver.dns import wire
@@ -402,12 +401,8 @@ class UpstreamForwarder:
 
     # --- answering --------------------------------------------------------------------------
 
-    async def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
-                      trace: Trace | None = None) -> ForwardedReply:
-        return await settled(self.forward_now(query, packet, tcp, view, trace))
-
-    def forward_now(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
-                    trace: Trace | None = None) -> Answer:
+    def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
+                trace: Trace | None = None) -> Answer:
         """The chain's answer to ``query``: now, or ``Pending`` until the upstreams reply."""
         if self.loops.seen(query):
             if trace is not None:

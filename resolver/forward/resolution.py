@@ -80,8 +80,8 @@ class Resolution:
         self.jostled = False  # ended unanswered to make room
         self.refusals = 0
         self.answers = 0
-        # What the forward stage keeps here: the clients' futures, its in-flight key, its
-        # destination group, the loop guard's mark.
+        # What the forward stage keeps here: each waiting client's request and pending answer,
+        # its in-flight key, its destination group, the loop guard's mark.
         self.waiters: list[tuple[Request, Pending[ForwardedReply]]] = []
         self.flight: tuple[bytes, bool] = (b"", False)
         self.group: tuple[HostPort, ...] = ()

@@ -21,7 +21,7 @@ from dnslib import EDNS0, QTYPE, DNSRecord
 from discovery.registry.model import NameSet, Record, Snapshot
 from discovery.registry.registry import Registry
 from discovery.registry.source import LoadError
-from resolver.answer.chain import Trace
+from resolver.answer.chain import Trace, settled
 from resolver.answer.local import HOST_NAME, answer_local
 from resolver.answer.views import View, ViewTable
 from resolver.config import slices
@@ -175,7 +175,7 @@ async def _explain(config: Config, snapshot: Snapshot, query: wire.Query, packet
                          describe_client(snapshot, views, client, view))
     trace = Trace()
     try:
-        reply = await handler.answer_full(packet, client, False, trace)
+        reply = await settled(handler.answer_now(packet, client, False, trace))
     finally:
         await forwarder.close()
     if reply is None:

@@ -244,11 +244,11 @@ class SlowForwarder:
         self.started = 0
         self.answered = 0
 
-    def forward_now(self, query: wire.Query, packet: bytes, tcp: bool,
-                    view: View, trace: Trace | None = None) -> Pending[ForwardedReply]:
-        return pending_of(self.forward(query, packet, tcp))
+    def forward(self, query: wire.Query, packet: bytes, tcp: bool,
+                view: View, trace: Trace | None = None) -> Pending[ForwardedReply]:
+        return pending_of(self._slowly(query, tcp))
 
-    async def forward(self, query: wire.Query, packet: bytes, tcp: bool) -> ForwardedReply:
+    async def _slowly(self, query: wire.Query, tcp: bool) -> ForwardedReply:
         self.started += 1
         self.inflight += 1
         try:

@@ -40,8 +40,8 @@ assert V6
 class NxForwarder:
     """Every name it is asked is NXDOMAIN, memoizable for good."""
 
-    def forward_now(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
-                    trace: Trace | None = None) -> ForwardedReply:
+    def forward(self, query: wire.Query, packet: bytes, tcp: bool, view: View,
+                trace: Trace | None = None) -> ForwardedReply:
         reply = wire.error_reply(query, packet, wire.NXDOMAIN)
         return ForwardedReply(reply, wire.NXDOMAIN, "forward", memo_until=math.inf)
 

@@ -9,6 +9,7 @@ import dataclasses
 import dns.message
 import pytest
 
+from resolver.answer.chain import settled
 from resolver.answer.views import View
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
@@ -21,8 +22,8 @@ from tests.support.upstream import Behaviour, FaultServer
 
 async def ask(forwarder: UpstreamForwarder, name: str, rdtype: str = "A") -> int:
     packet = dns.message.make_query(name, rdtype).to_wire()
-    reply = await forwarder.forward(wire.parse_query(packet), packet, False,
-                                    View(networks=(), forward=True))
+    reply = await settled(forwarder.forward(wire.parse_query(packet), packet, False,
+                                            View(networks=(), forward=True)))
     return reply.rcode
 
 

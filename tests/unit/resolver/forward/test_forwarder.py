@@ -11,7 +11,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from resolver.answer.chain import ForwardedReply, Trace
+from resolver.answer.chain import ForwardedReply, Trace, settled
 from resolver.answer.views import View
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
@@ -43,7 +43,8 @@ async def ask(forwarder: UpstreamForwarder, name: str, rdtype: str = "A", qid: i
     message = dns.message.make_query(name, rdtype)
     message.id = qid
     packet = message.to_wire()
-    return await forwarder.forward(wire.parse_query(packet), packet, False, VIEW, trace)
+    return await settled(forwarder.forward(wire.parse_query(packet), packet, False, VIEW,
+                                          trace))
 
 
 def run(forward_settings: ForwardSettings, body) -> None:  # type: ignore[no-untyped-def]
