@@ -116,7 +116,17 @@ class SwarmLab:
                     self.client.api.remove_service(service["ID"])
 
     def overlay(self, name: str) -> Net:
-        return self.lab.network(name, driver="overlay", attachable=True)
+        """An attachable overlay. The same name removed by the test before can still exist for a
+        moment (a Swarm network goes once the manager has released it), and a create then
+        fails with 409 "already exists": it is asked again until that one is gone."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return self.lab.network(name, driver="overlay", attachable=True)
+            except docker.errors.APIError as err:
+                if "already exists" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def attach(self, name: str, network: str) -> Box:
         """A plain container on an attachable overlay. The manager allocates its address; on a
