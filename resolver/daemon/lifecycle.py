@@ -24,6 +24,7 @@ from resolver.config.settings import Config, ConfigError
 from resolver.daemon.build import build
 from resolver.daemon.signals import StopSignals
 from resolver.daemon.sources import static_conflict
+from resolver.ops import buildinfo
 from resolver.ops.endpoints import routes
 from resolver.ops.http import HTTPServer
 from resolver.ops.logs import configure
@@ -141,8 +142,12 @@ class Daemon:
         self.health.listening = True
         self.forwarder.source.describe()
         names = ", ".join(str(a) for a in self.config.listen)
-        log.info("dockdns serving on %s (UDP and TCP), %d names in the registry", names,
-                 self.registry.snapshot.name_count())
+        build = buildinfo.current()
+        log.info("dockdns serving on %s (UDP and TCP), %d names in the registry; %s", names,
+                 self.registry.snapshot.name_count(), build.describe())
+        if build.stale:
+            log.warning("changed since they were compiled, so not what runs: %s (rebuild: "
+                        "pip install -e .)", ", ".join(build.stale))
         if self.notifier.enabled:
             self.spawn(self._notify_ready(), "notify-ready")
             self.spawn(self.notifier.watchdog(), "watchdog")

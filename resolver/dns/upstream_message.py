@@ -350,7 +350,8 @@ def normalize(reply: bytes, drop: frozenset[int] | set[int] = frozenset()) -> by
             record.rr = [rr for index, rr in enumerate(record.rr) if index not in drop]
         opt = [rr for rr in record.ar if rr.rtype == wire.TYPE_OPT]
         record.ar = [rr for rr in record.ar if rr.rtype != wire.TYPE_OPT] + opt[:1]
-        packed: bytes = record.pack()
+        # dnslib packs into a bytearray; the compiled build checks that a bytes is one.
+        packed = bytes(record.pack())
     except Exception as err:  # dnslib raises many kinds on bad input
         raise BadReply(f"unreadable reply: {err}") from None
     return packed

@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
 from resolver.dns.upstream_message import probe_query
+from resolver.forward.errors import UpstreamUnreachable
 from resolver.forward.health import UpstreamHealth
 from resolver.forward.tls import UpstreamTLS
-from resolver.forward.transport import UpstreamUDP, UpstreamUnreachable
+from resolver.forward.transport import UpstreamUDP
 
 
 class UpstreamPool:

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from resolver.dns.addresses import HostPort
 from resolver.dns.framing import frame, read_framed
 from resolver.dns.upstream_message import reply_question, same_question
+from resolver.forward.errors import UpstreamUnreachable
 
 log = logging.getLogger("dockdns.upstream")
 
@@ -115,10 +116,6 @@ IP_RECVERR = 11
 IPV6_RECVERR = 25
 # struct sock_extended_err begins with the errno of the error (u32, host order).
 _EE_ERRNO = struct.Struct("=I")
-
-
-class UpstreamUnreachable(OSError):
-    """The upstream's host or port answered an attempt with an ICMP error."""
 
 
 class _Protocol(asyncio.DatagramProtocol):

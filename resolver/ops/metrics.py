@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from discovery.registry.model import Snapshot
 from resolver.dns.codes import qtype_name, rcode_name
+from resolver.ops import buildinfo
 from resolver.ops.stats import DurationHistogram, QueryStats
 
 # --- what the other parts expose (read at scrape time, from the event loop) ------------------
@@ -162,6 +163,16 @@ class DockdnsCollector(Collector):
         yield from self._docker_metrics()
         yield from self._source_metrics()
         yield from self._memo_metrics()
+        yield self._build_info()
+
+    def _build_info(self) -> Metric:
+        build = buildinfo.current()
+        info = GaugeMetricFamily("dockdns_build_info", "Always 1: whether the per-query modules "
+                                 "run compiled (setup.py) or as pure Python, and how many are "
+                                 "compiled and how many of those are older than their source",
+                                 labels=["build", "compiled_modules", "stale_modules"])
+        info.add_metric([build.kind, str(len(build.compiled)), str(len(build.stale))], 1)
+        return info
 
     def _memo_metrics(self) -> Iterator[Metric]:
         if not self.memos:

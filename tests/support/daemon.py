@@ -77,8 +77,10 @@ def command(*args: str) -> list[str]:
 @contextlib.contextmanager
 def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
             docker: bool = False, start_timeout: float = 20.0,
-            env: dict[str, str] | None = None, metrics: bool = True) -> Iterator[RunningDaemon]:
-    """Start ``dockdns serve`` with ``args`` (plus --listen and, unless docker, --no-docker).
+            env: dict[str, str] | None = None, metrics: bool = True,
+            cwd: Path = REPO) -> Iterator[RunningDaemon]:
+    """Start ``dockdns serve`` with ``args`` (plus --listen and, unless docker, --no-docker),
+    as ``python3 -m resolver`` from ``cwd`` (the packages there are the ones that run).
 
     Each daemon gets its own free metrics port (``RunningDaemon.metrics_port``), or
     ``--no-metrics`` with ``metrics=False``: many daemons run at once, and the default port 9153
@@ -103,7 +105,7 @@ def dockdns(*args: str, host: str = "127.0.0.1", port: int | None = None,
     with tempfile.NamedTemporaryFile("wb", prefix="dockdns-", suffix=".log",
                                      delete=False) as log_file:
         log_path = Path(log_file.name)
-        process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO,
+        process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd,
                                    env={**os.environ, "DOCKDNS_RESOLV_CONF": os.devnull,
                                         # Never register with a host's own resolved.
                                         "DOCKDNS_RESOLVED": "off",

@@ -13,13 +13,8 @@ import dns.message
 
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
-from resolver.forward.transport import (
-    ID_BUFFER,
-    QueryIDs,
-    UDPExchange,
-    UpstreamUDP,
-    UpstreamUnreachable,
-)
+from resolver.forward.errors import UpstreamUnreachable
+from resolver.forward.transport import ID_BUFFER, QueryIDs, UDPExchange, UpstreamUDP
 from tests.support.upstream import Behaviour, FaultServer
 
 
