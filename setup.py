@@ -20,24 +20,31 @@ from typing import Any
 
 from setuptools import setup
 
-# The per-query path: parse, the answer chain, the memo, the registry lookup, the cache and the
-# forwarder, and the UDP listener. Not resolver/serve/mmsg.py: its ctypes structures cannot be
+# The per-query path: addresses and parsing, the answer chain, the memo and the client views, the
+# registry lookup, the cache, the forwarder with its upstream pool, health and counters, the
+# query counters, and the UDP listener. Not resolver/serve/mmsg.py: its ctypes structures cannot be
 # compiled, and its calls are into libc anyway.
 COMPILED = [
+    "resolver/dns/addresses.py",
     "resolver/dns/wire.py",
     "resolver/dns/upstream_message.py",
     "resolver/answer/chain.py",
     "resolver/answer/handler.py",
     "resolver/answer/local.py",
     "resolver/answer/memo.py",
+    "resolver/answer/views.py",
     "resolver/forward/cache.py",
     "resolver/forward/cache_stage.py",
+    "resolver/forward/counters.py",
     "resolver/forward/forwarder.py",
+    "resolver/forward/health.py",
+    "resolver/forward/pool.py",
     "resolver/forward/private_reverse.py",
     "resolver/forward/resolution.py",
     "resolver/forward/special_names.py",
     "resolver/forward/timers.py",
     "resolver/forward/transport.py",
+    "resolver/ops/stats.py",
     "resolver/serve/udp.py",
 ]
 

@@ -7,10 +7,14 @@ import os
 import platform
 import re
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks import dnsperf, goals, history
+
+REPO = Path(__file__).resolve().parents[1]
 
 RSS_LIMIT_MB = 100.0
 PROPAGATION_LIMIT_MS = 100.0
@@ -246,7 +250,23 @@ def machine() -> dict[str, Any]:
         "nsd": _first_line(["nsd", "-v"], r"version ([\d.]+)"),
         "docker": _first_line(["docker", "version", "-f", "{{.Server.Version}}"],
                               r"^(\S+)"),
+        "dockdns_build": dockdns_build(),
     }
+
+
+# The modules the daemon's startup loads, so that buildinfo finds the compiled ones among them.
+_BUILD_PROBE = ("import resolver.answer.handler, resolver.forward.forwarder, resolver.serve.udp\n"
+                "from resolver.ops import buildinfo\n"
+                "print(buildinfo.current().describe())")
+
+
+def dockdns_build() -> str:
+    """Which build of dockdns this tree runs (setup.py): the figures depend on it."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run([sys.executable, "-c", _BUILD_PROBE], capture_output=True,
+                              text=True, timeout=30, check=True, cwd=REPO)
+        return done.stdout.strip() or "unknown"
+    return "unknown"
 
 
 # --- RESULTS.md -------------------------------------------------------------------------------
@@ -412,6 +432,7 @@ def markdown(document: dict[str, Any]) -> str:
                                          if settings["smoke"] else ""),
         f"- Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}; "
         + _versions(m),
+        f"- dockdns: {m.get('dockdns_build', 'unknown')}",
         f"- Load average (1 min) before / after: {load['before']:.2f} / {load['after']:.2f}",
         f"- Each server: {settings['rounds']} rounds × {settings['seconds']:g} s of `dnsperf -c "
         f"{settings['clients']} -T {settings['threads']}` ({settings['outstanding']} queries "

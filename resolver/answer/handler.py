@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 from discovery.registry.model import Snapshot, Touched
@@ -223,7 +224,7 @@ class QueryHandler:
             self.stats.count(query.qtype, wire.SERVFAIL, SOURCE_ERROR)
             return wire.error_reply(query, packet, wire.SERVFAIL)
         return mapped(self.forwarder.forward(query, packet, tcp, view, trace),
-                      lambda forwarded: self._reply_forwarded(packet, query, view, tcp, forwarded))
+                      partial(self._reply_forwarded, packet, query, view, tcp))
 
     def _reply_forwarded(self, packet: bytes, query: wire.Query, view: View, tcp: bool,
                          forwarded: ForwardedReply) -> bytes:
@@ -315,19 +316,20 @@ class QueryHandler:
             answer = self._internal_error(packet, client)
         if isinstance(answer, Pending):
             out: Pending[bytes | None] = Pending()
-
-            def came(settled: Pending[bytes | None]) -> None:
-                try:
-                    reply = settled.result()
-                except asyncio.CancelledError:
-                    reply = servfail_for(packet)  # shutdown gave up waiting for it
-                except Exception:
-                    reply = self._internal_error(packet, client)
-                out.resolve(self._served(packet, reply, client, tcp, started))
-
-            answer.then(came)
+            # A partial, not a closure: see chain._Then.
+            answer.then(partial(self._came, out, packet, client, tcp, started))
             return out
         return self._served(packet, answer, client, tcp, started)
+
+    def _came(self, out: Pending[bytes | None], packet: bytes, client: str, tcp: bool,
+              started: float, settled: Pending[bytes | None]) -> None:
+        try:
+            reply = settled.result()
+        except asyncio.CancelledError:
+            reply = servfail_for(packet)  # shutdown gave up waiting for it
+        except Exception:
+            reply = self._internal_error(packet, client)
+        out.resolve(self._served(packet, reply, client, tcp, started))
 
     def _internal_error(self, packet: bytes, client: str) -> bytes | None:
         self.stats.internal_errors += 1

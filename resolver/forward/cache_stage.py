@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 
 from resolver.answer.chain import Answer, ForwardedReply, Next, Pending, Request, mapped
 from resolver.dns import wire
@@ -169,9 +170,9 @@ class CacheStage:
         if entry is not None and cache.serve_stale and isinstance(answer, Pending):
             # The refresh goes on for the next client if this one gets the stale answer first.
             return self._stale_unless_quick(entry, request, answer)
-        return mapped(answer, lambda reply: self._unless_failed(reply, request))
+        return mapped(answer, partial(self._unless_failed, request))
 
-    def _unless_failed(self, reply: ForwardedReply, request: Request) -> ForwardedReply:
+    def _unless_failed(self, request: Request, reply: ForwardedReply) -> ForwardedReply:
         """The rest of the chain's reply, or a stale one in its place when it failed."""
         if reply.failed:
             now = self.clock()
@@ -198,7 +199,7 @@ class CacheStage:
             if out.done():
                 return
             try:
-                out.resolve(self._unless_failed(settled.result(), request))
+                out.resolve(self._unless_failed(request, settled.result()))
             except BaseException as err:  # noqa: BLE001 - cancelled at shutdown: passed on
                 out.fail(err)
 
