@@ -4,7 +4,10 @@ Three steps, each cached so that a second run costs seconds:
 
 1. The wheels: dockdns and every dependency, with pip's own wheel, into build/image/wheels
    (``pip wheel``, from the same index ``pip install`` uses). SOURCE_DATE_EPOCH makes the dockdns
-   wheel byte-identical from run to run, so Docker's layer cache holds.
+   wheel byte-identical from run to run, so Docker's layer cache holds. dockdns comes twice:
+   compiled (setup.py) for this machine's Python, and pure Python for any other, so that a
+   ``--base`` with another Python still installs; pip in the image takes the compiled one
+   wherever its tags fit.
 2. The base (unless ``--base`` names one, e.g. python:3.11-slim where a registry exists): a
    minimal root filesystem made of this machine's own Debian Python 3.11 (/usr/bin/python3.11, its
    standard library without tests, IDLE, tkinter and the build config, and the shared libraries
@@ -56,6 +59,10 @@ def build_wheels() -> None:
     _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
           "--wheel-dir", str(wheels), str(REPO), "pip"],
          env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
+    # The fallback for a base whose Python the compiled wheel was not made for (py3-none-any).
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+          "--no-deps", "--wheel-dir", str(wheels), str(REPO)],
+         env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "DOCKDNS_COMPILE": "0"})
     # pip builds dockdns in the source tree; leave it as it was.
     shutil.rmtree(REPO / "dockdns.egg-info", ignore_errors=True)
 

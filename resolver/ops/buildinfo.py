@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGES = ("resolver", "discovery")
+# A source newer than its compiled module by less than this is not an edit: pip unpacks a
+# wheel's sources and extensions in one go, in either order, moments apart.
+UNPACKED_WITHIN = 2.0
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
@@ -37,7 +40,7 @@ def _stale(origin: Path) -> bool:
         if name.endswith(suffix):
             source = origin.with_name(name[: -len(suffix)] + ".py")
             try:
-                return source.stat().st_mtime > origin.stat().st_mtime
+                return source.stat().st_mtime > origin.stat().st_mtime + UNPACKED_WITHIN
             except OSError:  # installed without sources: nothing to be stale against
                 return False
     return False

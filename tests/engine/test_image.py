@@ -22,6 +22,7 @@ import dns.rcode
 import dns.reversename
 import pytest
 
+from tests.support.daemon import http_get
 from tests.support.engine import Box, Lab, Question, lab, wait_for
 from tests.support.image import (
     container_logs,
@@ -159,6 +160,13 @@ def test_host_daemon_with_the_socket_read_only_matches_docker(made: Lab, image: 
              "--upstream", upstream.address])
         wait_healthy(daemon)
         assert_unprivileged(daemon)
+        # The image runs the compiled build (deploy/image.py puts the pure wheel beside it only
+        # for a base with another Python).
+        port = int(metrics.rpartition(":")[2])
+        status, _, body = http_get(port, "/metrics")
+        assert status == 200
+        assert 'dockdns_build_info{build="compiled"' in body, body
+        assert 'stale_modules="0"' in body
         mounts = daemon.inspect()["Mounts"]
         assert [(m["Destination"], m["RW"]) for m in mounts] == [("/var/run/docker.sock", False)]
         client_a = made.container("dk-iclienta", "dk-ia")
