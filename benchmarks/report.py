@@ -254,10 +254,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-# The modules the daemon's startup loads, so that buildinfo finds the compiled ones among them.
-_BUILD_PROBE = ("import resolver.answer.handler, resolver.forward.forwarder, resolver.serve.udp\n"
-                "from resolver.ops import buildinfo\n"
-                "print(buildinfo.current().describe())")
+_BUILD_PROBE = "from resolver.ops import buildinfo; print(buildinfo.per_query().describe())"
 
 
 def dockdns_build() -> str:

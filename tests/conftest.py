@@ -12,12 +12,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Refuse to test a compiled module older than its source: Python imports the compiled copy,
     so the suite (and every daemon it starts from this tree) would test code that is not there."""
-    import resolver.answer.handler  # noqa: F401  (the per-query modules setup.py compiles)
-    import resolver.forward.forwarder  # noqa: F401
-    import resolver.serve.udp  # noqa: F401
     from resolver.ops import buildinfo
 
-    stale = buildinfo.current().stale
+    stale = buildinfo.per_query().stale
     if stale:
         pytest.exit(f"changed since they were compiled: {', '.join(stale)}; compile them again "
                     "with `make setup` (or pip install -e .)", returncode=4)

@@ -124,8 +124,8 @@ class _Then(Generic[T, U]):
 
     An object rather than a closure: compiled (setup.py), a closure's environment and the
     closure refer to each other, one reference cycle per forwarded question that only the cyclic
-    collector frees (profiled: its collections were a tenth of a miss's CPU). Callbacks on the
-    per-question path are objects like this one or ``functools.partial``s, never closures."""
+    collector frees (profiled: its collections were a tenth of a miss's CPU). Callbacks on a UDP
+    question's path are objects like this one or ``functools.partial``s, never closures."""
 
     __slots__ = ("out", "step")
 

@@ -186,22 +186,24 @@ class CacheStage:
                             refresh: Pending[ForwardedReply]) -> Pending[ForwardedReply]:
         """The refresh's reply if it comes within STALE_ANSWER_AFTER, else the stale one then."""
         out: Pending[ForwardedReply] = Pending()
-
-        def slow() -> None:
-            if not out.done():
-                request.note(self.name, "the refresh is slow: served stale meanwhile")
-                out.resolve(self._stale(entry, request, self.clock()))
-
-        timer = asyncio.get_running_loop().call_later(STALE_ANSWER_AFTER, slow)
-
-        def came(settled: Pending[ForwardedReply]) -> None:
-            timer.cancel()
-            if out.done():
-                return
-            try:
-                out.resolve(self._unless_failed(request, settled.result()))
-            except BaseException as err:  # noqa: BLE001 - cancelled at shutdown: passed on
-                out.fail(err)
-
-        refresh.then(came)
+        # Bound methods with their arguments, not closures (see chain._Then).
+        timer = asyncio.get_running_loop().call_later(STALE_ANSWER_AFTER, self._stale_now, out,
+                                                      entry, request)
+        refresh.then(partial(self._refreshed, out, timer, request))
         return out
+
+    def _stale_now(self, out: Pending[ForwardedReply], entry: Entry, request: Request) -> None:
+        """The refresh took STALE_ANSWER_AFTER: the stale answer now."""
+        if not out.done():
+            request.note(self.name, "the refresh is slow: served stale meanwhile")
+            out.resolve(self._stale(entry, request, self.clock()))
+
+    def _refreshed(self, out: Pending[ForwardedReply], timer: asyncio.TimerHandle,
+                   request: Request, settled: Pending[ForwardedReply]) -> None:
+        timer.cancel()
+        if out.done():
+            return
+        try:
+            out.resolve(self._unless_failed(request, settled.result()))
+        except BaseException as err:  # noqa: BLE001 - cancelled at shutdown: passed on
+            out.fail(err)

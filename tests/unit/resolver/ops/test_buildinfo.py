@@ -49,3 +49,11 @@ def test_the_build_describes_itself() -> None:
     compiled = Build(("resolver.dns.wire", "resolver.answer.memo"), ())
     assert compiled.kind == "compiled"
     assert compiled.describe() == "2 per-query modules compiled (mypyc)"
+
+
+def test_per_query_loads_the_per_query_modules_first() -> None:
+    build = buildinfo.per_query()
+    assert set(buildinfo.PER_QUERY_ENTRIES) <= set(sys.modules)
+    assert build == buildinfo.current()
+    handler = buildinfo.PER_QUERY_ENTRIES[0]
+    assert (handler in build.compiled) == str(sys.modules[handler].__file__).endswith(SUFFIX)
