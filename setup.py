@@ -22,7 +22,7 @@ from setuptools import setup
 
 # The per-query path: addresses and parsing, the answer chain, the memo and the client views, the
 # registry lookup, the cache, the forwarder with its upstream pool, health and counters, the
-# query counters, and the UDP listener. Not resolver/serve/mmsg.py: its ctypes structures cannot be
+# query counters, and the UDP listener. Not resolver/net/mmsg.py: its ctypes structures cannot be
 # compiled, and its calls are into libc anyway.
 COMPILED = [
     "resolver/dns/addresses.py",

@@ -4,7 +4,7 @@ Profiling under dnsperf showed the per-datagram cost of the event loop's datagra
 (one protocol callback and one address conversion per datagram) to be the largest part of what
 dockdns spent per query beyond the kernel's own work. This listener registers the socket with the
 loop itself and on each wake-up reads up to ``BATCH`` datagrams: with one recvmmsg(2) where libc
-has it (``resolver.serve.mmsg``), the replies of the batch's memo hits written over their queries
+has it (``resolver.net.mmsg``), the replies of the batch's memo hits written over their queries
 and going out together with one sendmmsg(2), and another batch read at once while each comes back
 full; else with one recvfrom and one sendto each. A memo hit is answered right there: one
 view lookup, one dict lookup, the ID patched in; no transport, no handler call, no logging, no
@@ -28,16 +28,17 @@ from resolver.answer.chain import Pending
 from resolver.answer.handler import QueryHandler, servfail_for
 from resolver.answer.memo import NEVER_EXPIRES
 from resolver.answer.views import CLIENT_LIMIT
-from resolver.ops.logs import RateLimitedLog
-from resolver.serve import mmsg
-from resolver.serve.mmsg import (
+from resolver.net import mmsg
+from resolver.net.mmsg import (
     FLAGS_WORD,
     LEN_WORD,
     MSG_TRUNC,
     SLOT_SIZE,
     WORDS_PER_MSG,
     BatchSocket,
+    Outbox,
 )
+from resolver.ops.logs import RateLimitedLog
 from resolver.serve.ratelimit import ALLOW, SLIP, RateLimiter, slip_reply
 
 log = logging.getLogger("dockdns.udp")
@@ -63,7 +64,7 @@ BATCHES_PER_WAKEUP = 4
 # The largest UDP payload: reading less would cut a big datagram short without telling.
 # (Measured: the size asked for makes no difference to the cost of recvfrom.)
 RECV_SIZE = 65_535
-# The longest query taken, on either path: a batch slot's size (see resolver/serve/mmsg.py).
+# The longest query taken, on either path: a batch slot's size (see resolver/net/mmsg.py).
 # A query is
 # a few hundred bytes; a longer datagram is dropped, as the batched path must.
 MAX_QUERY_SIZE = SLOT_SIZE
@@ -137,8 +138,9 @@ class UDPSocketListener:
                  batched: bool = True) -> None:
         self.handler = handler
         # Queries waiting on an upstream, by a token of their own: the query and its client's
-        # address (for the SERVFAIL a shutdown gives them). No task: see ``_full_path``.
-        self.waiting: dict[int, tuple[bytes, Any]] = {}
+        # address (for the SERVFAIL a shutdown gives them), and that address packed, as the
+        # batch read it. No task: see ``_full_path``.
+        self.waiting: dict[int, tuple[bytes, Any, bytes | None]] = {}
         self.next_token = 0
         self.drained: asyncio.Event | None = None  # set when ``waiting`` empties (shutdown)
         self.sock = sock
@@ -147,8 +149,14 @@ class UDPSocketListener:
         self.sender = SocketSender(sock, loop)
         self.fileno = sock.fileno()
         self.batch: BatchSocket | None = None
+        # The full path's replies (answers that came from upstreams), collected as they settle
+        # and sent together with one sendmmsg once the loop has run the callbacks at hand: the
+        # client is woken once for a burst of them, not once each.
+        self.outbox: Outbox | None = None
+        self.flush_due = False
         if batched and mmsg.available() and sock.family in (socket.AF_INET, socket.AF_INET6):
             self.batch = BatchSocket(sock)
+            self.outbox = Outbox(sock.family)
         # Client addresses as the batch slots hold them (an int for IPv4, bytes for IPv6) to
         # their text, which views are looked up by; bounded like the view table's own cache.
         self.peers: dict[int | bytes, str] = {}
@@ -161,11 +169,12 @@ class UDPSocketListener:
     def close(self) -> None:
         if self.sender.closing:
             return
+        self._flush_replies()
         self.sender.close()
         self.loop.remove_reader(self.fileno)
         self.sock.close()
 
-    def _full_path(self, data: bytes, addr: Any) -> None:
+    def _full_path(self, data: bytes, addr: Any, name: bytes | None = None) -> None:
         waiting = self.waiting
         if len(waiting) >= MAX_PENDING:
             reply = servfail_for(data)
@@ -180,7 +189,7 @@ class UDPSocketListener:
         # Waiting on an upstream: the reply goes out from the callback its datagram came in.
         self.next_token += 1
         token = self.next_token
-        waiting[token] = (data, addr)
+        waiting[token] = (data, addr, name)
         answer.then(partial(self._answered, token))
 
     def _answered(self, token: int, settled: Pending[bytes | None]) -> None:
@@ -190,8 +199,34 @@ class UDPSocketListener:
         if not self.waiting and self.drained is not None:
             self.drained.set()
         reply = settled.result()  # answer_served settles with a value, never an error
-        if reply is not None and not self.sender.closing:
+        if reply is None or self.sender.closing:
+            return
+        name = item[2]
+        outbox = self.outbox
+        if name is None or outbox is None:
             self._send(reply, item[1])
+            return
+        if outbox.full:
+            self._flush_replies()
+        if not outbox.put(reply, name, item[1]):  # longer than a slot: never, for UDP
+            self._send(reply, item[1])
+            return
+        if not self.flush_due:
+            self.flush_due = True
+            self.loop.call_soon(self._flush_replies)
+
+    def _flush_replies(self) -> None:
+        """Send the full path's replies collected since the last flush."""
+        self.flush_due = False
+        outbox = self.outbox
+        if outbox is None or not outbox.tags:
+            return
+        flushed = outbox.flush(self.fileno, self.sock.sendto)
+        for addr, err in flushed.failed:
+            if err.errno not in _SEND_ERRORS:
+                errors.warning("UDP reply to %s failed: %s", addr[0], err)
+        for index in range(len(flushed.blocked)):
+            self.sender.queue(*outbox.datagram(index))
 
     def _send(self, reply: bytes, addr: Any) -> None:
         try:
@@ -208,7 +243,7 @@ class UDPSocketListener:
                 await asyncio.wait_for(self.drained.wait(), timeout)
         left = list(self.waiting.values())
         self.waiting.clear()
-        for data, addr in left:
+        for data, addr, _ in left:
             reply = servfail_for(data)
             if reply is not None and not self.sender.closing:
                 with contextlib.suppress(OSError):
@@ -329,7 +364,8 @@ class UDPSocketListener:
                                 if until is not NEVER_EXPIRES and until <= now:
                                     entry = view.renewed(key, entry, False, now)
                         if entry is None:
-                            self._full_path(batch.datagram(slot, length), batch.address(slot))
+                            self._full_path(batch.datagram(slot, length), batch.address(slot),
+                                            batch.name(slot))
                         else:
                             counts[entry.slot] += 1
                             body = next(entry.replies)

@@ -10,6 +10,7 @@ import asyncio
 import socket
 
 import dns.message
+import pytest
 
 from resolver.dns import wire
 from resolver.dns.addresses import HostPort
@@ -173,3 +174,72 @@ def test_query_ids_refill_from_the_csprng() -> None:
     assert all(0 <= qid < 65536 for qid in drawn)
     half = ID_BUFFER // 2
     assert drawn[:half] != drawn[half:2 * half]  # a fresh buffer, not the same one again
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["sendmmsg", "sendto"])
+def test_queries_sent_in_one_callback_go_out_together_once_the_loop_runs_on(
+        batched: bool) -> None:
+    # Ten queries from one callback (as a client batch's misses are): none has left when the
+    # callback returns, all have once the loop runs the flush; one cancelled meanwhile never
+    # leaves. Both ways of sending: sendmmsg, and one sendto each where it is missing.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream:
+        upstream.bind(("127.0.0.1", 0))
+        upstream.setblocking(False)
+        server = HostPort("127.0.0.1", upstream.getsockname()[1])
+
+        def arrived() -> list[bytes]:
+            got = []
+            while True:
+                try:
+                    got.append(upstream.recv(512))
+                except BlockingIOError:
+                    return got
+
+        async def scenario() -> tuple[int, list[bytes], list[bytes], int]:
+            udp = UpstreamUDP(sockets_per_family=2, batched=batched)
+            recorder = Recorder()
+            try:
+                data, question = message("first.batch.test")
+                udp.send(server, data, question, recorder, 0.0)
+                await udp.settle()  # the sockets are bound and the first query sent
+                await asyncio.sleep(0.05)
+                first = arrived()
+                exchanges = []
+                for n in range(10):
+                    data, question = message(f"q{n}.batch.test")
+                    exchanges.append(udp.send(server, data, question, recorder, 0.0))
+                exchanges[4].cancel()
+                before = len(arrived())
+                await asyncio.sleep(0.05)
+                return before, first, arrived(), udp.stats.udp_sent
+            finally:
+                await udp.close()
+
+        before, first, after, sent = asyncio.run(scenario())
+    assert len(first) == 1
+    assert before == 0
+    names = sorted(str(dns.message.from_wire(query).question[0].name) for query in after)
+    assert names == [f"q{n}.batch.test." for n in range(10) if n != 4], batched
+    assert sent == 11
+
+
+def test_replies_are_matched_whether_queries_go_out_batched_or_one_by_one() -> None:
+    with FaultServer() as upstream:
+        for n in range(20):
+            upstream.add(f"r{n}.match.test", "A", 300, f"192.0.2.{n + 1}")
+        server = HostPort(upstream.host, upstream.port)
+
+        async def scenario(batched: bool) -> list[str]:
+            udp = UpstreamUDP(sockets_per_family=3, rotate_after=4, batched=batched)
+            try:
+                asked = []
+                for n in range(20):
+                    data, question = message(f"r{n}.match.test")
+                    asked.append(udp.ask(server, data, question, 3))
+                replies = await asyncio.gather(*asked)
+                return [str(dns.message.from_wire(reply).answer[0][0]) for reply in replies]
+            finally:
+                await udp.close()
+
+        for batched in (True, False):
+            assert asyncio.run(scenario(batched)) == [f"192.0.2.{n + 1}" for n in range(20)]

@@ -21,13 +21,18 @@ from discovery.registry.model import Record, SourcePart
 from discovery.registry.registry import Registry
 from resolver.answer.handler import QueryHandler
 from resolver.answer.settings import AnswerSettings
+from resolver.config.settings import Config
+from resolver.config.slices import forward_settings
 from resolver.dns.addresses import HostPort
+from resolver.forward.forwarder import UpstreamForwarder
 from resolver.serve import udp as udp_socket
 from resolver.serve.ratelimit import RateLimiter
 from resolver.serve.settings import DEFAULT_UDP_BUFFER
 from resolver.serve.sockets import bind_udp
 from resolver.serve.udp import SocketSender, UDPSocketListener
+from tests.support.net import free_port
 from tests.support.netns import namespace
+from tests.support.upstream import FaultServer
 
 
 def make_handler(allow: str | None = None) -> QueryHandler:
@@ -332,3 +337,64 @@ def test_one_wake_up_reads_on_while_batches_come_back_full() -> None:
             listener.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("refusals", [0, 1], ids=["room", "send-buffer-full"])
+def test_forwarded_replies_go_out_together_and_wait_for_room_when_the_buffer_is_full(
+        refusals: int) -> None:
+    """Twenty clients' misses at once through the real forwarder: their replies, settling in
+    the upstream's callbacks, are collected and sent with sendmmsg; one that finds the send
+    buffer full (as loopback cannot make it) leaves them to the sender's queue, and each client
+    still gets its own answer."""
+    zone = "together.test"
+    with FaultServer(zone=zone) as upstream:
+        for index in range(20):
+            upstream.add(f"c{index}.{zone}", "A", 60, f"198.51.100.{index + 1}")
+        config = Config(listen=(HostPort("127.0.0.1", free_port()),), resolv_conf="/dev/null",
+                        upstreams=(HostPort(upstream.host, upstream.port),),
+                        special_names=False)
+
+        async def scenario() -> tuple[list[str], int]:
+            loop = asyncio.get_running_loop()
+            forwarder = UpstreamForwarder(forward_settings(config))
+            forwarder.start()
+            handler = QueryHandler(Registry(), AnswerSettings(), forwarder=forwarder)
+            listener = UDPSocketListener(handler, bind_udp(HostPort("127.0.0.1", 0)), loop)
+            assert listener.outbox is not None
+            outbox = listener.outbox
+            refused = []
+            real_send = outbox._send
+
+            def send(fd: int, sendto: Any, first: int, count: int) -> int:
+                if len(refused) < refusals:
+                    refused.append(count)
+                    return 0
+                return real_send(fd, sendto, first, count)
+
+            outbox._send = send  # type: ignore[method-assign]
+            port = listener.sock.getsockname()[1]
+            clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(20)]
+            try:
+                for index, client in enumerate(clients):
+                    client.setblocking(False)
+                    client.connect(("127.0.0.1", port))
+                    client.send(query_for(f"c{index}.{zone}", index))
+                replies = [await asyncio.wait_for(loop.sock_recv(client, 65535), 5)
+                           for client in clients]
+                answers = [str(dns.message.from_wire(reply).answer[0][0]) for reply in replies]
+                return answers, len(refused)
+            finally:
+                for client in clients:
+                    client.close()
+                listener.close()
+                await forwarder.close()
+
+        answers, refused = asyncio.run(scenario())
+    assert answers == [f"198.51.100.{index + 1}" for index in range(20)]
+    assert refused == refusals
+
+
+def query_for(name: str, qid: int) -> bytes:
+    message = dns.message.make_query(name, "A")
+    message.id = qid
+    return message.to_wire()

@@ -25,6 +25,8 @@ import errno
 import os
 import socket
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 # Datagrams per system call (see resolver/serve/udp.py: BATCH, BATCHES_PER_WAKEUP).
@@ -40,9 +42,9 @@ SLOT_SIZE = 4096
 MSG_TRUNC = int(socket.MSG_TRUNC)
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 
-_SOCKADDR_SIZE = {socket.AF_INET: 16, socket.AF_INET6: 28}
+_SOCKADDR_SIZE: dict[int, int] = {socket.AF_INET: 16, socket.AF_INET6: 28}
 # Where the address sits in each sockaddr, for the client address a view is looked up by.
-_ADDRESS_SPAN = {socket.AF_INET: (4, 8), socket.AF_INET6: (8, 24)}
+_ADDRESS_SPAN: dict[int, tuple[int, int]] = {socket.AF_INET: (4, 8), socket.AF_INET6: (8, 24)}
 
 
 class _IOVec(ctypes.Structure):
@@ -188,6 +190,12 @@ class BatchSocket:
         """The address text for a raw address (what socket.recvfrom would have said)."""
         return socket.inet_ntop(self.family, key)
 
+    def name(self, slot: int) -> bytes:
+        """The sender of receive slot ``slot`` as the kernel wrote it (a packed socket address,
+        what an ``Outbox`` sends to)."""
+        start = slot * self.name_size
+        return bytes(self.names[start : start + self.name_size])
+
     def address(self, slot: int) -> tuple[Any, ...]:
         """The sender of receive slot ``slot`` as socket.recvfrom gives it."""
         start = slot * self.name_size
@@ -210,3 +218,174 @@ class BatchSocket:
         start = slot * SLOT_SIZE
         return bytes(self.received[start : start + self.send_lengths[2 * slot + 1]]), \
             self.address(slot)
+
+
+# --- datagrams to many addresses (the upstream transport, the listener's full-path replies)
+
+# Errors a UDP socket reports on a later call for an ICMP error about an earlier datagram (with
+# IP_RECVERR: port, host or network unreachable): the call itself did nothing wrong, and is
+# tried again once.
+EARLIER_ERRORS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+_FAMILY_PREFIX: dict[int, bytes] = {family: family.to_bytes(2, sys.byteorder)
+                                    for family in _SOCKADDR_SIZE}
+
+
+def pack_sockaddr(family: int, address: tuple[Any, ...]) -> bytes:
+    """A socket address as the kernel reads it (struct sockaddr_in or sockaddr_in6), from the
+    tuple socket.recvfrom gives or getaddrinfo returns: numeric addresses only."""
+    if family == socket.AF_INET:
+        return _FAMILY_PREFIX[family] + int(address[1]).to_bytes(2, "big") \
+            + socket.inet_pton(family, address[0]) + bytes(8)
+    if family != socket.AF_INET6:
+        raise OSError(errno.EAFNOSUPPORT, f"no socket address for address family {family}")
+    host = str(address[0]).split("%", 1)[0]
+    flowinfo = int(address[2]) if len(address) > 2 else 0
+    scope = int(address[3]) if len(address) > 3 else 0
+    return _FAMILY_PREFIX[family] + int(address[1]).to_bytes(2, "big") \
+        + flowinfo.to_bytes(4, "big") + socket.inet_pton(family, host) \
+        + scope.to_bytes(4, sys.byteorder)
+
+
+def unpack_sockaddr(family: int, name: bytes | memoryview) -> tuple[Any, ...]:
+    """The tuple socket.recvfrom would give for a packed socket address."""
+    port = int.from_bytes(name[2:4], "big")
+    low, high = _ADDRESS_SPAN[family]
+    host = socket.inet_ntop(family, bytes(name[low:high]))
+    if family == socket.AF_INET:
+        return host, port
+    return host, port, int.from_bytes(name[4:8], "big"), int.from_bytes(name[24:28],
+                                                                          sys.byteorder)
+
+
+class _Slots:
+    """``count`` slots of ``size`` bytes, each with a socket address and a message header whose
+    one iovec points at the slot: the memory both directions use."""
+
+    def __init__(self, family: int, count: int, size: int) -> None:
+        if family not in _SOCKADDR_SIZE:
+            raise OSError(errno.EAFNOSUPPORT, f"no batching for address family {family}")
+        self.family = family
+        self.count = count
+        self.size = size
+        self.name_size = _SOCKADDR_SIZE[family]
+        self.data, data_at = _buffer(count * size)
+        self.names, names_at = _buffer(count * self.name_size)
+        iov, iov_at = _buffer(count * ctypes.sizeof(_IOVec))
+        msgs, msgs_at = _buffer(count * _MSG_SIZE)
+        self._keep = (iov, msgs)
+        self.msgs_at = msgs_at
+        vectors = (_IOVec * count).from_buffer(iov)
+        headers = (_MMsgHdr * count).from_buffer(msgs)
+        for slot in range(count):
+            vectors[slot].base = data_at + slot * size
+            vectors[slot].len = size
+            header = headers[slot].hdr
+            header.name = names_at + slot * self.name_size
+            header.namelen = self.name_size
+            header.iov = iov_at + slot * ctypes.sizeof(_IOVec)
+            header.iovlen = 1
+        self.data_view = memoryview(self.data)
+        self.names_view = memoryview(self.names)
+        self.words = memoryview(msgs).cast("I")
+        self.lengths = memoryview(iov).cast("Q")  # slot i's iovec length at 2 * i + 1
+
+
+@dataclass(slots=True)
+class Flushed:
+    """What became of an outbox's datagrams, by their tags."""
+
+    failed: list[tuple[Any, OSError]] = field(default_factory=list)  # with why
+    # Those the kernel had no room for (its send buffer full): the caller's to queue, read with
+    # ``Outbox.datagram`` until the next ``put``.
+    blocked: list[Any] = field(default_factory=list)
+    earlier: bool = False  # an error about an earlier datagram was met (and its send retried)
+
+
+class Outbox:
+    """Datagrams to many addresses, collected and then sent with one sendmmsg(2) per ``SLOTS``
+    (or, without it, one sendto each). Each carries a tag, handed back with what became of it.
+    One outbox serves every socket of its address family: it is filled and flushed for one
+    socket at a time."""
+
+    def __init__(self, family: int, slots: int = SLOTS, size: int = SLOT_SIZE,
+                 batched: bool = True) -> None:
+        self.slots = _Slots(family, slots, size)
+        self.family = family
+        self.batched = batched and _CALLS is not None
+        self.tags: list[Any] = []
+        self._blocked_from = 0
+        self._send_from = tuple(ctypes.c_void_p(self.slots.msgs_at + slot * _MSG_SIZE)
+                                for slot in range(slots))
+
+    @property
+    def full(self) -> bool:
+        return len(self.tags) >= self.slots.count
+
+    def put(self, data: bytes, name: bytes, tag: Any) -> bool:
+        """Add a datagram to ``name`` (a packed socket address); False when there is no room
+        (``full``, or longer than a slot)."""
+        slots = self.slots
+        slot = len(self.tags)
+        if slot >= slots.count or len(data) > slots.size:
+            return False
+        start = slot * slots.size
+        slots.data_view[start : start + len(data)] = data
+        slots.lengths[2 * slot + 1] = len(data)
+        where = slot * slots.name_size
+        slots.names_view[where : where + slots.name_size] = name
+        self.tags.append(tag)
+        return True
+
+    def flush(self, fd: int, sendto: Callable[[bytes, tuple[Any, ...]], object]) -> Flushed:
+        """Send everything put since the last flush to ``fd``, and empty the outbox; without
+        sendmmsg, one ``sendto`` each (the socket's or a transport's: one raising
+        BlockingIOError stops there). An error the kernel reports for an earlier datagram
+        (``EARLIER_ERRORS``) retries the datagram it stopped, once."""
+        tags = self.tags
+        count = len(tags)
+        flushed = Flushed()
+        first = 0
+        retried = -1
+        while first < count:
+            try:
+                sent = self._send(fd, sendto, first, count - first)
+            except OSError as err:
+                if err.errno in EARLIER_ERRORS and retried != first:
+                    flushed.earlier = True
+                    retried = first
+                    continue
+                flushed.failed.append((tags[first], err))
+                first += 1
+                continue
+            if sent == 0:
+                flushed.blocked = tags[first:]
+                self._blocked_from = first
+                break
+            first += sent
+        self.tags = []
+        return flushed
+
+    def datagram(self, index: int) -> tuple[bytes, tuple[Any, ...]]:
+        """The ``index``-th of the ``blocked`` datagrams the last flush returned: its bytes and
+        its address as a tuple."""
+        return self._slot(self._blocked_from + index)
+
+    def _send(self, fd: int, sendto: Callable[[bytes, tuple[Any, ...]], object], first: int,
+              count: int) -> int:
+        if self.batched:
+            assert _CALLS is not None
+            result: int = _CALLS[1](fd, self._send_from[first], count, 0)
+            return result if result >= 0 else _failed()
+        data, address = self._slot(first)
+        try:
+            sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        return 1
+
+    def _slot(self, slot: int) -> tuple[bytes, tuple[Any, ...]]:
+        slots = self.slots
+        start = slot * slots.size
+        where = slot * slots.name_size
+        return (bytes(slots.data[start : start + slots.lengths[2 * slot + 1]]),
+                unpack_sockaddr(self.family, slots.names_view[where : where + slots.name_size]))

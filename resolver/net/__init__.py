@@ -1,0 +1,2 @@
+"""Batched datagram system calls (recvmmsg/sendmmsg), shared by the UDP listener and the
+upstream transport."""
