@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import NamedTuple
+from dataclasses import dataclass
 
 HEADER = struct.Struct("!HHHHHH")
 RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
@@ -106,10 +106,13 @@ class QueryError(Exception):
         self.query = query
 
 
-class Query(NamedTuple):
+@dataclass(slots=True)
+class Query:
     """One parsed query: what a reply needs to echo and what the answer logic needs to decide.
-    (A named tuple: one is made for every query the memo cannot answer, and a frozen
-    dataclass's ``__init__`` costs an ``object.__setattr__`` per field, 3 µs of a miss.)"""
+    Never changed once made. (A slotted dataclass, a C struct in the compiled build: one is
+    made for every query the memo cannot answer, a named tuple's constructor is a Python
+    function even there, and a frozen dataclass's ``__init__`` costs an
+    ``object.__setattr__`` per field, 3 µs of a miss.)"""
 
     id: int
     flags: int
