@@ -22,8 +22,8 @@ from setuptools import setup
 
 # The per-query path: addresses and parsing, the answer chain, the memo and the client views, the
 # registry lookup, the cache, the forwarder with its upstream pool, health and counters, the
-# query counters, and the UDP listener. Not resolver/net/mmsg.py: its ctypes structures cannot be
-# compiled, and its calls are into libc anyway.
+# query counters, the batched datagram calls, and the UDP listener. Not resolver/net/libc.py: its
+# ctypes structures cannot be compiled, and it only lays them out, once per socket.
 COMPILED = [
     "resolver/dns/addresses.py",
     "resolver/dns/wire.py",
@@ -44,6 +44,7 @@ COMPILED = [
     "resolver/forward/special_names.py",
     "resolver/forward/timers.py",
     "resolver/forward/transport.py",
+    "resolver/net/mmsg.py",
     "resolver/ops/stats.py",
     "resolver/serve/udp.py",
 ]

@@ -13,21 +13,29 @@ its ID (which is already where the reply needs it), and sent from slot ``i`` to 
 kernel wrote into slot ``i``: on the way back nothing is copied but the reply's body, and no
 address is converted or even pointed at anew.
 
-The calls go through ctypes without argument types, every argument an int or a ctypes object
-made once: measured here, converting arguments through ``argtypes`` cost ~500 ns per call,
-about a third of an empty recvmmsg's cost.
+The ctypes side (the header structures, the calls) is ``resolver.net.libc``; this module is
+compiled (setup.py) and touches only buffers, memoryviews and the calls made once.
+``Outbox`` sends datagrams to many addresses with one call (the upstream transport's queries,
+the listener's replies from upstreams).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
 import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from resolver.net.libc import (
+    CALLS,
+    MSG_SIZE,
+    buffer,
+    failed,
+    headers,
+    pointer,
+)
 
 # Datagrams per system call (see resolver/serve/udp.py: BATCH, BATCHES_PER_WAKEUP).
 SLOTS = 64
@@ -47,73 +55,20 @@ _SOCKADDR_SIZE: dict[int, int] = {socket.AF_INET: 16, socket.AF_INET6: 28}
 _ADDRESS_SPAN: dict[int, tuple[int, int]] = {socket.AF_INET: (4, 8), socket.AF_INET6: (8, 24)}
 
 
-class _IOVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _MsgHdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
-                ("iov", ctypes.c_void_p), ("iovlen", ctypes.c_size_t),
-                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
-                ("flags", ctypes.c_int)]
-
-
-class _MMsgHdr(ctypes.Structure):
-    _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
-
-
-_MSG_SIZE = ctypes.sizeof(_MMsgHdr)
-# Indexes into a uint32 view of the header array (message i at i * WORDS_PER_MSG + ...).
-WORDS_PER_MSG = _MSG_SIZE // 4
-LEN_WORD = _MMsgHdr.len.offset // 4
-FLAGS_WORD = (_MMsgHdr.hdr.offset + _MsgHdr.flags.offset) // 4
-
-
-def _calls() -> tuple[Any, Any] | None:
-    """libc's recvmmsg and sendmmsg, or None where they (or 64-bit pointers) are missing.
-    Without ``argtypes`` (see the module's docstring): callers pass ints and c_void_p only."""
-    if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8:
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        recvmmsg, sendmmsg = libc.recvmmsg, libc.sendmmsg
-    except (OSError, AttributeError):
-        return None
-    recvmmsg.restype = ctypes.c_int
-    sendmmsg.restype = ctypes.c_int
-    return recvmmsg, sendmmsg
-
-
-_CALLS = _calls()
-
-
 def available() -> bool:
-    return _CALLS is not None
-
-
-def _buffer(size: int) -> tuple[bytearray, int]:
-    """A zeroed buffer and its address."""
-    data = bytearray(size)
-    return data, ctypes.addressof(ctypes.c_char.from_buffer(data))
-
-
-def _failed() -> int:
-    """After a recvmmsg/sendmmsg result below 0: 0 for "try again later", else OSError."""
-    code = ctypes.get_errno()
-    if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-        return 0
-    raise OSError(code, os.strerror(code))
+    return CALLS is not None
 
 
 class BatchSocket:
     """The receive and send slots of one bound, non-blocking UDP socket."""
 
     def __init__(self, sock: socket.socket) -> None:
-        if _CALLS is None:
+        if CALLS is None:
             raise OSError(errno.ENOSYS, "recvmmsg/sendmmsg are not available")
         if sock.family not in _SOCKADDR_SIZE:
             raise OSError(errno.EAFNOSUPPORT, f"no batching for address family {sock.family}")
-        self._recvmmsg, self._sendmmsg = _CALLS
+        self._recvmmsg: Any = CALLS[0]
+        self._sendmmsg: Any = CALLS[1]
         self.sock = sock
         self.fd = sock.fileno()
         self.family = sock.family
@@ -121,37 +76,19 @@ class BatchSocket:
         self.name_size = _SOCKADDR_SIZE[sock.family]
         self.address_span = _ADDRESS_SPAN[sock.family]
 
-        self.received, received_at = _buffer(SLOTS * SLOT_SIZE)
-        self.names, self.names_at = _buffer(SLOTS * self.name_size)
-        receive_iov, receive_iov_at = _buffer(SLOTS * ctypes.sizeof(_IOVec))
-        send_iov, send_iov_at = _buffer(SLOTS * ctypes.sizeof(_IOVec))
-        receive_msgs, receive_msgs_at = _buffer(SLOTS * _MSG_SIZE)
-        send_msgs, send_msgs_at = _buffer(SLOTS * _MSG_SIZE)
+        self.received, received_at = buffer(SLOTS * SLOT_SIZE)
+        self.names, self.names_at = buffer(SLOTS * self.name_size)
+        # Two header arrays over the same slots and addresses: one to receive into them, one
+        # to send the replies written over the queries back to where they came from.
+        _, receive_msgs, receive_msgs_at = layout = headers(
+            SLOTS, received_at, SLOT_SIZE, self.names_at, self.name_size)
+        send_iov, send_msgs, send_msgs_at = sending = headers(
+            SLOTS, received_at, SLOT_SIZE, self.names_at, self.name_size)
         # Kept so the buffers the header pointers point into live as long as this object.
-        self._keep = (receive_iov, send_iov, receive_msgs, send_msgs)
+        self._keep = (layout, sending)
         # The calls' pointer arguments, made once: sending from slot ``i`` on starts at header i.
-        self._receive_from = ctypes.c_void_p(receive_msgs_at)
-        self._send_from = tuple(ctypes.c_void_p(send_msgs_at + slot * _MSG_SIZE)
-                                for slot in range(SLOTS))
-
-        receive_vectors = (_IOVec * SLOTS).from_buffer(receive_iov)
-        send_vectors = (_IOVec * SLOTS).from_buffer(send_iov)
-        receive_headers = (_MMsgHdr * SLOTS).from_buffer(receive_msgs)
-        send_headers = (_MMsgHdr * SLOTS).from_buffer(send_msgs)
-        for slot in range(SLOTS):
-            receive_vectors[slot].base = received_at + slot * SLOT_SIZE
-            receive_vectors[slot].len = SLOT_SIZE
-            send_vectors[slot].base = received_at + slot * SLOT_SIZE
-            for headers, vectors_at in ((receive_headers, receive_iov_at),
-                                        (send_headers, send_iov_at)):
-                header = headers[slot].hdr
-                # The kernel writes the sender's address here, and writes back its length, which
-                # for a socket of one family is always the same (the sockaddr's size): nothing
-                # needs resetting between calls.
-                header.name = self.names_at + slot * self.name_size
-                header.namelen = self.name_size
-                header.iov = vectors_at + slot * ctypes.sizeof(_IOVec)
-                header.iovlen = 1
+        self._receive_from = pointer(receive_msgs_at)
+        self._send_from = tuple(pointer(send_msgs_at + slot * MSG_SIZE) for slot in range(SLOTS))
         # The views the listener's hot loop reads and writes.
         self.received_view = memoryview(self.received)
         self.names_view = memoryview(self.names)
@@ -163,14 +100,14 @@ class BatchSocket:
         """Read up to SLOTS datagrams without waiting: how many, 0 when none was waiting.
         Raises OSError for anything but "nothing to read"."""
         result: int = self._recvmmsg(self.fd, self._receive_from, SLOTS, _MSG_DONTWAIT, None)
-        return result if result >= 0 else _failed()
+        return result if result >= 0 else failed()
 
     def send(self, first: int, count: int) -> int:
         """Send the replies in slots ``first`` .. ``first + count - 1`` (``set_reply``): how many
         went, 0 when the send buffer is full. Raises OSError when the first of them cannot be
         sent."""
         result: int = self._sendmmsg(self.fd, self._send_from[first], count, 0)
-        return result if result >= 0 else _failed()
+        return result if result >= 0 else failed()
 
     def set_reply(self, slot: int, reply: bytes) -> None:
         """Put a whole reply (ID included) in slot ``slot``, as the listener's hot loop does
@@ -268,22 +205,10 @@ class _Slots:
         self.count = count
         self.size = size
         self.name_size = _SOCKADDR_SIZE[family]
-        self.data, data_at = _buffer(count * size)
-        self.names, names_at = _buffer(count * self.name_size)
-        iov, iov_at = _buffer(count * ctypes.sizeof(_IOVec))
-        msgs, msgs_at = _buffer(count * _MSG_SIZE)
+        self.data, data_at = buffer(count * size)
+        self.names, names_at = buffer(count * self.name_size)
+        iov, msgs, self.msgs_at = headers(count, data_at, size, names_at, self.name_size)
         self._keep = (iov, msgs)
-        self.msgs_at = msgs_at
-        vectors = (_IOVec * count).from_buffer(iov)
-        headers = (_MMsgHdr * count).from_buffer(msgs)
-        for slot in range(count):
-            vectors[slot].base = data_at + slot * size
-            vectors[slot].len = size
-            header = headers[slot].hdr
-            header.name = names_at + slot * self.name_size
-            header.namelen = self.name_size
-            header.iov = iov_at + slot * ctypes.sizeof(_IOVec)
-            header.iovlen = 1
         self.data_view = memoryview(self.data)
         self.names_view = memoryview(self.names)
         self.words = memoryview(msgs).cast("I")
@@ -311,10 +236,11 @@ class Outbox:
                  batched: bool = True) -> None:
         self.slots = _Slots(family, slots, size)
         self.family = family
-        self.batched = batched and _CALLS is not None
+        self.batched = batched and CALLS is not None
         self.tags: list[Any] = []
         self._blocked_from = 0
-        self._send_from = tuple(ctypes.c_void_p(self.slots.msgs_at + slot * _MSG_SIZE)
+        self._sendmmsg: Any = CALLS[1] if CALLS is not None else None
+        self._send_from = tuple(pointer(self.slots.msgs_at + slot * MSG_SIZE)
                                 for slot in range(slots))
 
     @property
@@ -373,9 +299,8 @@ class Outbox:
     def _send(self, fd: int, sendto: Callable[[bytes, tuple[Any, ...]], object], first: int,
               count: int) -> int:
         if self.batched:
-            assert _CALLS is not None
-            result: int = _CALLS[1](fd, self._send_from[first], count, 0)
-            return result if result >= 0 else _failed()
+            result: int = self._sendmmsg(fd, self._send_from[first], count, 0)
+            return result if result >= 0 else failed()
         data, address = self._slot(first)
         try:
             sendto(data, address)

@@ -29,15 +29,8 @@ from resolver.answer.handler import QueryHandler, servfail_for
 from resolver.answer.memo import NEVER_EXPIRES
 from resolver.answer.views import CLIENT_LIMIT
 from resolver.net import mmsg
-from resolver.net.mmsg import (
-    FLAGS_WORD,
-    LEN_WORD,
-    MSG_TRUNC,
-    SLOT_SIZE,
-    WORDS_PER_MSG,
-    BatchSocket,
-    Outbox,
-)
+from resolver.net.libc import FLAGS_WORD, LEN_WORD, WORDS_PER_MSG
+from resolver.net.mmsg import MSG_TRUNC, SLOT_SIZE, BatchSocket, Outbox
 from resolver.ops.logs import RateLimitedLog
 from resolver.serve.ratelimit import ALLOW, SLIP, RateLimiter, slip_reply
 

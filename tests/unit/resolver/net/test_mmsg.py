@@ -11,7 +11,7 @@ import pytest
 
 from resolver.dns.addresses import HostPort
 from resolver.net import mmsg
-from resolver.net.mmsg import LEN_WORD, WORDS_PER_MSG
+from resolver.net.libc import LEN_WORD, WORDS_PER_MSG
 from resolver.serve.sockets import bind_udp
 
 pytestmark = pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg in this libc")

@@ -259,19 +259,22 @@ def test_a_burst_read_in_one_go_answers_every_client_its_own_query(batched: bool
 
 
 class RefusingSends:
-    """A batch whose first ``refusals`` sendmmsg calls find the send buffer full (they return 0,
-    as for EAGAIN): that state cannot be produced on loopback, where a datagram is delivered
-    during the call."""
+    """libc's sendmmsg, but for its first ``refusals`` calls, which find the send buffer full
+    (they send nothing, as for EAGAIN): that state cannot be produced on loopback, where a
+    datagram is delivered during the call (tests/integration/test_udp_buffers.py makes it for
+    real in a namespace)."""
 
-    def __init__(self, send: Callable[[int, int], int], refusals: int) -> None:
-        self.send = send
+    def __init__(self, sendmmsg: Callable[[int, Any, int, int], int], refusals: int) -> None:
+        self.sendmmsg = sendmmsg
         self.refusals = refusals
+        self.refused: list[int] = []  # how many datagrams each refused call was given
 
-    def __call__(self, first: int, count: int) -> int:
+    def __call__(self, fd: int, messages: Any, count: int, flags: int) -> int:
         if self.refusals > 0:
             self.refusals -= 1
+            self.refused.append(count)
             return 0
-        return self.send(first, count)
+        return self.sendmmsg(fd, messages, count, flags)
 
 
 def test_batched_replies_wait_for_room_in_the_send_buffer() -> None:
@@ -280,8 +283,8 @@ def test_batched_replies_wait_for_room_in_the_send_buffer() -> None:
     async def body(listener: UDPSocketListener, port: int) -> None:
         assert listener.batch is not None
         await exchange(port, query("web1", 1))  # now in the memo
-        refusing = RefusingSends(listener.batch.send, 1)
-        listener.batch.send = refusing  # type: ignore[method-assign]
+        refusing = RefusingSends(listener.batch._sendmmsg, 1)
+        listener.batch._sendmmsg = refusing
         loop = asyncio.get_running_loop()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             client.setblocking(False)
@@ -361,17 +364,8 @@ def test_forwarded_replies_go_out_together_and_wait_for_room_when_the_buffer_is_
             handler = QueryHandler(Registry(), AnswerSettings(), forwarder=forwarder)
             listener = UDPSocketListener(handler, bind_udp(HostPort("127.0.0.1", 0)), loop)
             assert listener.outbox is not None
-            outbox = listener.outbox
-            refused = []
-            real_send = outbox._send
-
-            def send(fd: int, sendto: Any, first: int, count: int) -> int:
-                if len(refused) < refusals:
-                    refused.append(count)
-                    return 0
-                return real_send(fd, sendto, first, count)
-
-            outbox._send = send  # type: ignore[method-assign]
+            refusing = RefusingSends(listener.outbox._sendmmsg, refusals)
+            listener.outbox._sendmmsg = refusing
             port = listener.sock.getsockname()[1]
             clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(20)]
             try:
@@ -382,7 +376,7 @@ def test_forwarded_replies_go_out_together_and_wait_for_room_when_the_buffer_is_
                 replies = [await asyncio.wait_for(loop.sock_recv(client, 65535), 5)
                            for client in clients]
                 answers = [str(dns.message.from_wire(reply).answer[0][0]) for reply in replies]
-                return answers, len(refused)
+                return answers, len(refusing.refused)
             finally:
                 for client in clients:
                     client.close()
