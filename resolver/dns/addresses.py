@@ -35,6 +35,11 @@ class HostPort:
     # An upstream spoken to over DNS over TLS (RFC 7858): the name its certificate must hold.
     tls_name: str | None = None
 
+    def __hash__(self) -> int:
+        # Written out: the decorator's is interpreted Python even compiled, and upstreams are
+        # looked up by HostPort several times a miss (health, counters, socket addresses).
+        return hash((self.host, self.port, self.tls_name))
+
     def __str__(self) -> str:
         address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         return f"tls://{address}#{self.tls_name}" if self.tls_name else address

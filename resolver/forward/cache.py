@@ -40,6 +40,19 @@ class Entry:
     # A background refresh is under way (or has replaced this entry).
     refreshing: bool = False
 
+    # Written out, not generated: the dataclass decorator's ``__init__`` is interpreted Python
+    # even in the compiled build (py-spy and perf: one per miss of each such class), and it
+    # leaves one defined in the class alone. Keep it in step with the fields.
+    def __init__(self, reply: UpstreamReply, ttls: tuple[int, ...], stored_at: float,
+                 expires_at: float, stale_until: float = -math.inf,
+                 refreshing: bool = False) -> None:
+        self.reply = reply
+        self.ttls = ttls
+        self.stored_at = stored_at
+        self.expires_at = expires_at
+        self.stale_until = stale_until
+        self.refreshing = refreshing
+
     @property
     def prefetch_at(self) -> float:
         return self.stored_at + PREFETCH_AFTER * (self.expires_at - self.stored_at)

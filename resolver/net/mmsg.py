@@ -25,7 +25,6 @@ import errno
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from resolver.net.libc import (
@@ -215,15 +214,18 @@ class _Slots:
         self.lengths = memoryview(iov).cast("Q")  # slot i's iovec length at 2 * i + 1
 
 
-@dataclass(slots=True)
 class Flushed:
-    """What became of an outbox's datagrams, by their tags."""
+    """What became of an outbox's datagrams, by their tags. (A plain class: one is made per
+    flush, and a dataclass's generated ``__init__`` is interpreted Python even compiled.)"""
 
-    failed: list[tuple[Any, OSError]] = field(default_factory=list)  # with why
-    # Those the kernel had no room for (its send buffer full): the caller's to queue, read with
-    # ``Outbox.datagram`` until the next ``put``.
-    blocked: list[Any] = field(default_factory=list)
-    earlier: bool = False  # an error about an earlier datagram was met (and its send retried)
+    def __init__(self) -> None:
+        self.failed: list[tuple[Any, OSError]] = []  # with why
+        # Those the kernel had no room for (its send buffer full): the caller's to queue, read
+        # with ``Outbox.datagram`` until the next ``put``.
+        self.blocked: list[Any] = []
+        # An error about an earlier datagram may have been met (and the send it stopped
+        # retried): its report waits in the socket's error queue.
+        self.earlier = False
 
 
 class Outbox:
@@ -287,6 +289,14 @@ class Outbox:
                 flushed.blocked = tags[first:]
                 self._blocked_from = first
                 break
+            if sent < count - first and self.batched:
+                # sendmmsg stops at a datagram that fails and, having sent some, says nothing
+                # of why: with IP_RECVERR that is an ICMP error about an earlier datagram (the
+                # kernel clears the socket's pending error as it reports it), whose report is
+                # still queued. The caller must read that queue: a socket whose error queue
+                # holds a report while no error is pending makes uvloop's libuv hand the
+                # report to the datagram callback as data, and the process crashes.
+                flushed.earlier = True
             first += sent
         self.tags = []
         return flushed

@@ -142,3 +142,27 @@ def test_an_error_about_an_earlier_datagram_retries_the_send_and_says_so() -> No
         flushed = outbox.flush(sender.fileno(), sender.sendto)
         assert flushed.earlier and flushed.failed == []
         assert receiver.recv(100) == b"to somebody"
+
+
+def test_a_send_cut_short_by_an_icmp_error_in_the_same_call_says_so() -> None:
+    # On loopback the port unreachable for the first datagram is queued while the call runs:
+    # sendmmsg then stops at the second, reporting only the one sent. The flush sends the rest
+    # and says an error report waits (uvloop crashes on a socket left with one queued).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_name = mmsg.pack_sockaddr(socket.AF_INET, closed.getsockname())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        sender.setsockopt(socket.IPPROTO_IP, 11, 1)  # IP_RECVERR
+        sender.bind(("127.0.0.1", 0))
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(5)
+        outbox = mmsg.Outbox(socket.AF_INET)
+        outbox.put(b"to nobody", closed_name, "nobody")
+        outbox.put(b"to somebody", mmsg.pack_sockaddr(socket.AF_INET, receiver.getsockname()),
+                   "somebody")
+        flushed = outbox.flush(sender.fileno(), sender.sendto)
+        assert flushed.earlier and flushed.failed == []
+        assert receiver.recv(100) == b"to somebody"
+        report = sender.recvmsg(512, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        assert report[0] == b"to nobody"  # the report is there for the caller to read
