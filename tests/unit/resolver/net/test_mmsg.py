@@ -4,8 +4,10 @@ there, "nothing waiting" as 0, and the slots' replies read back for the queue.""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -121,9 +123,10 @@ def test_an_outbox_fills_up_at_its_slots() -> None:
     assert outbox.full and not outbox.put(b"c", name, 2)
 
 
-def test_an_error_about_an_earlier_datagram_retries_the_send_and_says_so() -> None:
-    # A datagram to a closed port makes the kernel queue port unreachable on the sending
-    # socket (IP_RECVERR): the next send reports ECONNREFUSED about that one, not about itself.
+@contextlib.contextmanager
+def icmp_reporting() -> Iterator[tuple[bytes, socket.socket, socket.socket, bytes]]:
+    """A closed port's address, a sender that gets ICMP reports (IP_RECVERR), and a receiver
+    with its address."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
         closed.bind(("127.0.0.1", 0))
         closed_name = mmsg.pack_sockaddr(socket.AF_INET, closed.getsockname())
@@ -133,12 +136,19 @@ def test_an_error_about_an_earlier_datagram_retries_the_send_and_says_so() -> No
         sender.bind(("127.0.0.1", 0))
         receiver.bind(("127.0.0.1", 0))
         receiver.settimeout(5)
+        yield closed_name, sender, receiver, mmsg.pack_sockaddr(socket.AF_INET,
+                                                                receiver.getsockname())
+
+
+def test_an_error_about_an_earlier_datagram_retries_the_send_and_says_so() -> None:
+    # A datagram to a closed port makes the kernel queue port unreachable on the sending
+    # socket (IP_RECVERR): the next send reports ECONNREFUSED about that one, not about itself.
+    with icmp_reporting() as (closed_name, sender, receiver, receiver_name):
         outbox = mmsg.Outbox(socket.AF_INET)
         outbox.put(b"to nobody", closed_name, "nobody")
         assert outbox.flush(sender.fileno(), sender.sendto).failed == []
         select.select([], [], [sender], 5)  # the ICMP error is in
-        outbox.put(b"to somebody", mmsg.pack_sockaddr(socket.AF_INET, receiver.getsockname()),
-                   "somebody")
+        outbox.put(b"to somebody", receiver_name, "somebody")
         flushed = outbox.flush(sender.fileno(), sender.sendto)
         assert flushed.earlier and flushed.failed == []
         assert receiver.recv(100) == b"to somebody"
@@ -148,19 +158,10 @@ def test_a_send_cut_short_by_an_icmp_error_in_the_same_call_says_so() -> None:
     # On loopback the port unreachable for the first datagram is queued while the call runs:
     # sendmmsg then stops at the second, reporting only the one sent. The flush sends the rest
     # and says an error report waits (uvloop crashes on a socket left with one queued).
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
-        closed.bind(("127.0.0.1", 0))
-        closed_name = mmsg.pack_sockaddr(socket.AF_INET, closed.getsockname())
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
-        sender.setsockopt(socket.IPPROTO_IP, 11, 1)  # IP_RECVERR
-        sender.bind(("127.0.0.1", 0))
-        receiver.bind(("127.0.0.1", 0))
-        receiver.settimeout(5)
+    with icmp_reporting() as (closed_name, sender, receiver, receiver_name):
         outbox = mmsg.Outbox(socket.AF_INET)
         outbox.put(b"to nobody", closed_name, "nobody")
-        outbox.put(b"to somebody", mmsg.pack_sockaddr(socket.AF_INET, receiver.getsockname()),
-                   "somebody")
+        outbox.put(b"to somebody", receiver_name, "somebody")
         flushed = outbox.flush(sender.fileno(), sender.sendto)
         assert flushed.earlier and flushed.failed == []
         assert receiver.recv(100) == b"to somebody"
