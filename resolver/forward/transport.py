@@ -285,7 +285,7 @@ class UpstreamUDP:
                  rotate_after: int = ROTATE_AFTER, batched: bool = True) -> None:
         self._per_family = sockets_per_family
         self._rotate_after = rotate_after
-        self._batched = batched  # False: one recvmsg and one sendto a datagram (tests)
+        self._batched = batched  # False: one sendto a query, where sendmmsg is missing (tests)
         self._pools: dict[int, list[_Socket]] = {}
         self._retired: set[_Socket] = set()
         # Per address family: where queries are sent from, one socket at a time.

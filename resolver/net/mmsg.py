@@ -135,14 +135,7 @@ class BatchSocket:
     def address(self, slot: int) -> tuple[Any, ...]:
         """The sender of receive slot ``slot`` as socket.recvfrom gives it."""
         start = slot * self.name_size
-        names = self.names
-        port = int.from_bytes(names[start + 2 : start + 4], "big")
-        host = self.client(self.address_key(slot))
-        if self.ipv4:
-            return host, port
-        flowinfo = int.from_bytes(names[start + 4 : start + 8], "big")
-        scope = int.from_bytes(names[start + 24 : start + 28], sys.byteorder)
-        return host, port, flowinfo, scope
+        return unpack_sockaddr(self.family, self.names_view[start : start + self.name_size])
 
     def datagram(self, slot: int, length: int) -> bytes:
         start = slot * SLOT_SIZE

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import logging
 import socket
 from functools import partial
@@ -30,7 +29,7 @@ from resolver.answer.memo import NEVER_EXPIRES
 from resolver.answer.views import CLIENT_LIMIT
 from resolver.net import mmsg
 from resolver.net.libc import FLAGS_WORD, LEN_WORD, WORDS_PER_MSG
-from resolver.net.mmsg import MSG_TRUNC, SLOT_SIZE, BatchSocket, Outbox
+from resolver.net.mmsg import EARLIER_ERRORS, MSG_TRUNC, SLOT_SIZE, BatchSocket, Outbox
 from resolver.ops.logs import RateLimitedLog
 from resolver.serve.ratelimit import ALLOW, SLIP, RateLimiter, slip_reply
 
@@ -67,7 +66,7 @@ MAX_QUERY_SIZE = SLOT_SIZE
 # replies at the rates measured here: enough to ride out a burst, not to hide a stuck socket.
 MAX_BACKLOG = 4096
 # Errors a UDP socket reports for an earlier send (ICMP unreachable): the socket is fine.
-_SEND_ERRORS = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
+_SEND_ERRORS = EARLIER_ERRORS
 
 
 class SocketSender:
